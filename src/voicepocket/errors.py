@@ -1,0 +1,152 @@
+"""Every error VoicePocket raises on purpose, and how each reaches a client.
+
+The tree (HTTP status in brackets)::
+
+    VoicePocketError
+     ├── RequestError                 [400] the request itself is wrong
+     │    ├── EmptyText               [400] nothing speakable is left after normalization
+     │    ├── TextTooLong             [400] input over VOICEPOCKET_MAX_INPUT_CHARS
+     │    ├── UnsupportedFormat       [400] an audio format we do not encode
+     │    ├── InvalidVoiceId          [400] not ``owner/slug`` / ``slug`` of allowed characters
+     │    ├── InvalidVoiceFiles       [422] a voice's files fail validation at registration
+     │    ├── VoiceTooLarge           [422] a voice that cannot fit the whole pool budget
+     │    └── PayloadTooLarge         [413] an upload over VOICEPOCKET_MAX_UPLOAD_BYTES
+     ├── NotFound                     [404] nothing the caller may see has that id
+     │    └── VoiceNotFound           [404] (also another owner's private voice)
+     ├── Conflict                     [409]
+     │    └── VoiceExists             [409] the owner already has a voice with that slug
+     ├── CapacityError                [503] resident voices are all in use; retry later
+     ├── StorageError                 [503] object storage failed or is unreachable
+     └── EngineError                  [500] inference failed inside onnxruntime
+
+Each class carries its HTTP ``status``, OpenAI's error ``type`` and a stable ``code``; the
+API maps any of them to ``{"error": {"message", "type", "param", "code"}}``. Messages are
+written for the client: internal exceptions are chained (``raise ... from exc``) for the
+logs, never formatted into a message.
+"""
+
+from __future__ import annotations
+
+
+class VoicePocketError(Exception):
+    """Base of every error VoicePocket raises on purpose."""
+
+    status: int = 500
+    type: str = "server_error"
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        """The request field the error is about, when there is one."""
+
+
+class RequestError(VoicePocketError):
+    """The request is malformed or asks for something we do not do."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class EmptyText(RequestError):
+    """The text has nothing the voice can speak once normalized."""
+
+    code = "empty_input"
+
+
+class TextTooLong(RequestError):
+    """The text is longer than ``VOICEPOCKET_MAX_INPUT_CHARS``."""
+
+    code = "string_above_max_length"
+
+
+class UnsupportedFormat(RequestError):
+    """The requested audio format is not one we encode."""
+
+    code = "unsupported_format"
+
+
+class InvalidVoiceId(RequestError):
+    """A voice id or owner name does not match ``[a-z0-9][a-z0-9_-]{0,63}``."""
+
+    code = "invalid_voice_id"
+
+
+class InvalidVoiceFiles(RequestError):
+    """A voice's model or config fails validation; nothing was registered."""
+
+    status = 422
+    code = "invalid_voice_files"
+
+
+class VoiceTooLarge(RequestError):
+    """A voice's resident cost exceeds the whole pool budget, so it could never load."""
+
+    status = 422
+    code = "voice_too_large"
+
+
+class PayloadTooLarge(RequestError):
+    """An uploaded file exceeds ``VOICEPOCKET_MAX_UPLOAD_BYTES``."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class NotFound(VoicePocketError):
+    """Nothing the caller may see has that id (another owner's private things included)."""
+
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class VoiceNotFound(NotFound):
+    """No voice by that id is visible to the caller."""
+
+    code = "voice_not_found"
+
+
+class Conflict(VoicePocketError):
+    """The request collides with existing state."""
+
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
+
+
+class VoiceExists(Conflict):
+    """The owner already has a voice with that slug."""
+
+    code = "voice_exists"
+
+
+class CapacityError(VoicePocketError):
+    """The service is momentarily full (e.g. every resident voice is in use); retry later."""
+
+    status = 503
+    type = "server_error"
+    code = "overloaded"
+
+    def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        """Seconds the client should wait before retrying."""
+
+
+class StorageError(VoicePocketError):
+    """Object storage failed or is unreachable."""
+
+    status = 503
+    type = "server_error"
+    code = "storage_unavailable"
+
+
+class EngineError(VoicePocketError):
+    """Inference failed inside the runtime; the cause is chained, not shown."""
+
+    status = 500
+    type = "server_error"
+    code = "engine_error"

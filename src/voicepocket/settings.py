@@ -1,0 +1,67 @@
+"""The one settings object: every part reads its configuration from here.
+
+Values come from ``VOICEPOCKET_*`` environment variables (pydantic-settings). Parts never
+read the environment themselves; they take a ``Settings`` (or the fields they need).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_home() -> Path:
+    return Path.home() / ".voicepocket"
+
+
+class Settings(BaseSettings):
+    """Service configuration; each field is ``VOICEPOCKET_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="VOICEPOCKET_", frozen=True)
+
+    home: Path = Field(default_factory=_default_home)
+    """Data directory: the SQLite database, audio and models live here by default."""
+
+    database_url: str = ""
+    """SQLAlchemy URL of the registry; empty means ``sqlite:///{home}/voicepocket.db``."""
+
+    store_url: str = ""
+    """fsspec URL where synthesized audio is stored; empty means ``{home}/audio``."""
+
+    models_url: str = ""
+    """fsspec URL of the model repository; empty means ``{home}/models``."""
+
+    pool_bytes: int = Field(default=2 * 1024**3, gt=0)
+    """Memory budget of the resident voice pool, in bytes (estimated resident cost)."""
+
+    max_input_chars: int = Field(default=4096, gt=0)
+    """Longest text one request may carry, in characters (OpenAI's own limit is 4096)."""
+
+    max_chunk_chars: int = Field(default=300, ge=20)
+    """Longest text chunk handed to a voice in one inference call, in characters."""
+
+    threads: int = Field(default=1, ge=1)
+    """onnxruntime intra-op threads per inference call (1 scales best across requests)."""
+
+    default_voice: str = "demo/joe"
+    """Voice registered at first start from the bundled Piper voice, public and pinned."""
+
+    max_upload_bytes: int = Field(default=512 * 1024**2, gt=0)
+    """Largest voice file accepted at registration, in bytes."""
+
+    pool_wait_s: float = Field(default=30.0, ge=0)
+    """How long a load waits for in-use voices to be released before failing, in seconds."""
+
+    @model_validator(mode="after")
+    def _fill_defaults_under_home(self) -> Settings:
+        home = self.home.expanduser()
+        object.__setattr__(self, "home", home)
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{home / 'voicepocket.db'}")
+        if not self.store_url:
+            object.__setattr__(self, "store_url", str(home / "audio"))
+        if not self.models_url:
+            object.__setattr__(self, "models_url", str(home / "models"))
+        return self
