@@ -51,6 +51,10 @@ class Voice(Protocol):
     symbols: frozenset[str]
     """Characters the voice can speak; text normalization drops everything else."""
 
+    def sample_text(self) -> str:
+        """A sentence in the voice's own symbols, used to warm it up and to probe it."""
+        ...
+
     def synthesize(
         self, chunks: Iterable[str], params: SynthesisParams | None = None
     ) -> Iterator[AudioChunk]:

@@ -1,0 +1,178 @@
+"""The ``voicepocket`` command: say, voices list|add|rm, bench.
+
+Every command reads the same ``VOICEPOCKET_*`` settings as the service and drives the
+same engine, acting as the local operator (who sees every voice).
+"""
+
+from __future__ import annotations
+
+import runpy
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from voicepocket import audio
+from voicepocket.engine import Engine
+from voicepocket.errors import VoicePocketError
+from voicepocket.settings import Settings
+from voicepocket.voices import SynthesisParams
+
+app = typer.Typer(help="VoicePocket: text to speech in your own voices.", no_args_is_help=True)
+voices_app = typer.Typer(help="Manage registered voices.", no_args_is_help=True)
+app.add_typer(voices_app, name="voices")
+
+
+def _engine() -> Engine:
+    engine = Engine(Settings())
+    engine.start(prewarm=False)
+    return engine
+
+
+def _fail(error: VoicePocketError) -> typer.Exit:
+    typer.secho(f"error: {error.message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code=2)
+
+
+@app.command()
+def say(
+    text: Annotated[str | None, typer.Argument(help="Text to speak (or use --file).")] = None,
+    voice: Annotated[str, typer.Option("--voice", "-v", help="owner/slug or slug.")] = "joe",
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="Output file; '-' writes to stdout.")
+    ] = "speech.wav",
+    format: Annotated[
+        str | None,
+        typer.Option("--format", help="wav, mp3, opus, flac or pcm; default: from -o."),
+    ] = None,
+    speed: Annotated[float, typer.Option(min=0.25, max=4.0, help="Speaking rate.")] = 1.0,
+    file: Annotated[
+        Path | None, typer.Option("--file", "-f", help="Read the text from this file.")
+    ] = None,
+) -> None:
+    """Speak TEXT in a voice and write the audio to a file or stdout."""
+    if file is not None:
+        text = file.read_text(encoding="utf-8")
+    if not text:
+        raise typer.BadParameter("give TEXT or --file")
+    fmt = audio.check_format(format or audio.format_from_path(output))
+    engine = _engine()
+    try:
+        started = time.perf_counter()
+        with engine.speak(voice, text, params=SynthesisParams(speed=speed)) as speech:
+            seconds = _write(audio.encode_stream(_counted(speech, stats := [0.0]), fmt), output)
+        elapsed = time.perf_counter() - started
+    except VoicePocketError as error:
+        raise _fail(error) from error
+    finally:
+        engine.close()
+    typer.echo(
+        f"{speech.record.ref}: {stats[0]:.2f} s of audio in {elapsed:.2f} s -> "
+        f"{'stdout' if output == '-' else output} ({fmt}, {seconds} bytes)",
+        err=True,
+    )
+
+
+def _counted(chunks, totals: list[float]):  # type: ignore[no-untyped-def]
+    for chunk in chunks:
+        totals[0] += chunk.duration_s
+        yield chunk
+
+
+def _write(blocks, output: str) -> int:  # type: ignore[no-untyped-def]
+    written = 0
+    if output == "-":
+        for block in blocks:
+            sys.stdout.buffer.write(block)
+            written += len(block)
+        sys.stdout.buffer.flush()
+        return written
+    partial = Path(f"{output}.partial")
+    with partial.open("wb") as sink:
+        for block in blocks:
+            sink.write(block)
+            written += len(block)
+    partial.replace(output)
+    return written
+
+
+@voices_app.command("list")
+def voices_list() -> None:
+    """List every registered voice."""
+    engine = _engine()
+    try:
+        records = engine.registry.list_voices(caller=None)
+    finally:
+        engine.close()
+    typer.echo(f"{'VOICE':<32} {'KIND':<7} {'PUBLIC':<6} {'RATE':>6} {'RESIDENT':>9}  SHA256")
+    for r in records:
+        typer.echo(
+            f"{r.ref:<32} {r.kind:<7} {'yes' if r.public else 'no':<6} {r.sample_rate:>6} "
+            f"{r.cost_bytes / 1e6:>7.0f}MB  {r.model_sha256[:12]}"
+        )
+
+
+@voices_app.command("add")
+def voices_add(
+    model: Annotated[Path, typer.Argument(help="The voice's .onnx file.")],
+    owner: Annotated[str, typer.Option(help="Owner name.")],
+    slug: Annotated[str | None, typer.Option(help="Voice name; default: from the file.")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="Its config; default: <model>.json beside it.")
+    ] = None,
+    public: Annotated[bool, typer.Option(help="Let every user speak with it.")] = False,
+    replace: Annotated[bool, typer.Option(help="Replace an existing voice's files.")] = False,
+) -> None:
+    """Register a Piper voice (validated, probed, stored in the model repository)."""
+    config = config or model.with_name(model.name + ".json")
+    slug = slug or _slug_from(model)
+    engine = _engine()
+    try:
+        record = engine.add_voice(
+            owner=owner, slug=slug, model_file=model, config_file=config,
+            public=public, replace=replace, prewarm=False,
+        )  # fmt: skip
+    except VoicePocketError as error:
+        raise _fail(error) from error
+    finally:
+        engine.close()
+    typer.echo(
+        f"registered {record.ref} ({record.cost_bytes / 1e6:.0f} MB resident, "
+        f"sha256 {record.model_sha256[:12]})"
+    )
+
+
+def _slug_from(model: Path) -> str:
+    stem = model.name.removesuffix(".onnx").lower()
+    return "".join(c if c.isalnum() or c in "_-" else "-" for c in stem)[:64].strip("-_")
+
+
+@voices_app.command("rm")
+def voices_rm(voice: Annotated[str, typer.Argument(help="owner/slug")]) -> None:
+    """Delete a voice: its registry row, its files and its place in the pool."""
+    engine = _engine()
+    try:
+        record = engine.delete_voice(voice, caller=None)
+    except VoicePocketError as error:
+        raise _fail(error) from error
+    finally:
+        engine.close()
+    typer.echo(f"deleted {record.ref}")
+
+
+@app.command()
+def bench(
+    runs: Annotated[int, typer.Option(help="Timed runs per row.")] = 7,
+) -> None:
+    """Benchmark the engine against a Piper user's way (needs a source checkout: bench/)."""
+    script = Path(__file__).resolve().parents[2] / "bench" / "core.py"
+    if not script.exists():
+        raise typer.BadParameter(f"{script} not found: run from a source checkout")
+    sys.argv = [str(script), "--runs", str(runs)]
+    runpy.run_path(str(script), run_name="__main__")
+
+
+if __name__ == "__main__":
+    app()

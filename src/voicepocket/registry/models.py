@@ -1,0 +1,41 @@
+"""Registry tables (SQLAlchemy 2.0 declarative); the schema itself is made by migrations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import BigInteger, Boolean, DateTime, Float, ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class OwnerRow(Base):
+    __tablename__ = "owners"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class VoiceRow(Base):
+    __tablename__ = "voices"
+    __table_args__ = (UniqueConstraint("owner", "slug", name="uq_voices_owner_slug"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[str] = mapped_column(ForeignKey("owners.name", ondelete="CASCADE"), index=True)
+    slug: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    public: Mapped[bool] = mapped_column(Boolean, default=False)
+    model_key: Mapped[str] = mapped_column(String(256))
+    model_sha256: Mapped[str] = mapped_column(String(64))
+    config_sha256: Mapped[str] = mapped_column(String(64))
+    sample_rate: Mapped[int] = mapped_column()
+    cost_bytes: Mapped[int] = mapped_column(BigInteger)
+    load_s: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
