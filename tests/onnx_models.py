@@ -15,11 +15,17 @@ PIPER_INPUTS = [
 ]
 
 
-def _model(nodes: list[onnx.NodeProto], initializers: list[onnx.TensorProto], *,
-           opsets: list[onnx.OperatorSetIdProto] | None = None) -> onnx.ModelProto:
+def _model(
+    nodes: list[onnx.NodeProto],
+    initializers: list[onnx.TensorProto],
+    *,
+    opsets: list[onnx.OperatorSetIdProto] | None = None,
+) -> onnx.ModelProto:
     graph = helper.make_graph(
-        nodes, "voice", PIPER_INPUTS,
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)],
+        nodes,
+        "voice",
+        PIPER_INPUTS,
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, None])],
         initializer=initializers,
     )
     return helper.make_model(graph, opset_imports=opsets or [helper.make_opsetid("", 17)])

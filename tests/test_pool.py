@@ -200,9 +200,11 @@ def test_voice_in_use_is_not_evicted_and_load_waits_for_release() -> None:
 def test_capacity_error_when_everything_stays_in_use() -> None:
     pool: VoicePool[FakeVoice] = VoicePool(budget_bytes=100 * MB, wait_s=0)
     loader = FakeLoader()
-    with pool.lease("a", cost_bytes=100 * MB, load=loader.for_key("a")):
-        with pytest.raises(CapacityError) as info:
-            use(pool, loader, "b")
+    with (
+        pool.lease("a", cost_bytes=100 * MB, load=loader.for_key("a")),
+        pytest.raises(CapacityError) as info,
+    ):
+        use(pool, loader, "b")
     assert info.value.status == 503
     assert loader.loads == ["a"]
 

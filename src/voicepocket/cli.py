@@ -9,6 +9,7 @@ from __future__ import annotations
 import runpy
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -18,7 +19,7 @@ from voicepocket import audio
 from voicepocket.engine import Engine
 from voicepocket.errors import VoicePocketError
 from voicepocket.settings import Settings
-from voicepocket.voices import SynthesisParams
+from voicepocket.voices import AudioChunk, SynthesisParams
 
 app = typer.Typer(help="VoicePocket: text to speech in your own voices.", no_args_is_help=True)
 voices_app = typer.Typer(help="Manage registered voices.", no_args_is_help=True)
@@ -57,45 +58,56 @@ def say(
         text = file.read_text(encoding="utf-8")
     if not text:
         raise typer.BadParameter("give TEXT or --file")
-    fmt = audio.check_format(format or audio.format_from_path(output))
+    try:
+        fmt = audio.check_format(format or audio.format_from_path(output))
+    except VoicePocketError as error:
+        raise _fail(error) from error
     engine = _engine()
     try:
         started = time.perf_counter()
         with engine.speak(voice, text, params=SynthesisParams(speed=speed)) as speech:
-            seconds = _write(audio.encode_stream(_counted(speech, stats := [0.0]), fmt), output)
+            chunks = _Timeline(speech)
+            size = _write(chunks, fmt, output)
         elapsed = time.perf_counter() - started
     except VoicePocketError as error:
         raise _fail(error) from error
     finally:
         engine.close()
+    target = "stdout" if output == "-" else output
     typer.echo(
-        f"{speech.record.ref}: {stats[0]:.2f} s of audio in {elapsed:.2f} s -> "
-        f"{'stdout' if output == '-' else output} ({fmt}, {seconds} bytes)",
+        f"{speech.record.ref}: {chunks.audio_s:.2f} s of audio in {elapsed:.2f} s "
+        f"-> {target} ({fmt}, {size} bytes)",
         err=True,
     )
 
 
-def _counted(chunks, totals: list[float]):  # type: ignore[no-untyped-def]
-    for chunk in chunks:
-        totals[0] += chunk.duration_s
-        yield chunk
+class _Timeline:
+    """Passes chunks through, adding up their duration."""
+
+    def __init__(self, chunks: Iterable[AudioChunk]) -> None:
+        self._chunks = chunks
+        self.audio_s = 0.0
+
+    def __iter__(self) -> Iterator[AudioChunk]:
+        for chunk in self._chunks:
+            self.audio_s += chunk.duration_s
+            yield chunk
 
 
-def _write(blocks, output: str) -> int:  # type: ignore[no-untyped-def]
-    written = 0
+def _write(chunks: Iterable[AudioChunk], fmt: str, output: str) -> int:
+    """Stream to stdout as audio is made; a file gets exact headers and appears whole."""
     if output == "-":
-        for block in blocks:
+        written = 0
+        for block in audio.encode_stream(chunks, fmt):
             sys.stdout.buffer.write(block)
             written += len(block)
         sys.stdout.buffer.flush()
         return written
+    data = audio.encode_all(chunks, fmt)
     partial = Path(f"{output}.partial")
-    with partial.open("wb") as sink:
-        for block in blocks:
-            sink.write(block)
-            written += len(block)
+    partial.write_bytes(data)
     partial.replace(output)
-    return written
+    return len(data)
 
 
 @voices_app.command("list")

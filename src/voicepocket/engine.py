@@ -134,8 +134,7 @@ class Engine:
         """Open a synthesis of ``text`` in ``voice`` as ``caller`` would see it."""
         if len(text) > self.settings.max_input_chars:
             raise TextTooLong(
-                f"Input is {len(text)} characters; the limit is "
-                f"{self.settings.max_input_chars}.",
+                f"Input is {len(text)} characters; the limit is {self.settings.max_input_chars}.",
                 param="input",
             )
         record = self.registry.resolve(voice, caller=caller)
@@ -229,4 +228,3 @@ class Engine:
         """Close the pool's voices and the database connections."""
         self.pool.close()
         self.registry.engine.dispose()
-

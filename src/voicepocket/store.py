@@ -113,9 +113,10 @@ class ObjectStore:
         except OSError as exc:
             raise StorageError("Deleting from object storage failed.") from exc
 
-    def list(self, prefix: str) -> list[str]:
-        """Keys of the objects below ``prefix``."""
-        return self._find(self.path(prefix))
+    def list(self, prefix: str = "") -> list[str]:
+        """Keys of the complete objects below ``prefix`` (everything, if empty)."""
+        keys = self._find(self.path(prefix) if prefix else self._root)
+        return [key for key in keys if not key.startswith(f"{STAGING_PREFIX}/")]
 
     def staging_keys(self) -> list[str]:
         """Objects left in staging (only a crashed writer leaves any)."""

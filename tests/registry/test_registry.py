@@ -41,15 +41,16 @@ def write_voice(folder: Path, model, config: dict | None = None, *, raw_config: 
 def assert_nothing_registered(engine: Engine) -> None:
     assert engine.registry.list_voices(caller=None) == []
     models = engine.registry.models.objects
-    assert models.list("") == [] or all(k.startswith(".staging") for k in models.list(""))
+    assert models.list() == []
     assert models.staging_keys() == []
     assert list((engine.settings.home / "tmp").glob("*")) == []
 
 
 def test_register_records_checksums_and_measured_cost(fresh: Engine, joe_files) -> None:
     model, config = joe_files
-    record = fresh.add_voice(owner="alice", slug="joe2", model_file=model, config_file=config,
-                             prewarm=False)
+    record = fresh.add_voice(
+        owner="alice", slug="joe2", model_file=model, config_file=config, prewarm=False
+    )
     assert record.ref == "alice/joe2" and record.kind == "piper" and not record.public
     assert record.model_sha256 == sha256_of(model)
     assert record.config_sha256 == sha256_of(config)
@@ -62,24 +63,38 @@ def test_register_records_checksums_and_measured_cost(fresh: Engine, joe_files) 
 
 def test_duplicate_slug_conflicts_and_replace_swaps_files(fresh: Engine, tmp_path: Path) -> None:
     first = write_voice(tmp_path / "one", onnx_models.piper_shaped_model())
-    fresh.add_voice(owner="alice", slug="tiny", model_file=first[0], config_file=first[1],
-                    prewarm=False)
+    fresh.add_voice(
+        owner="alice", slug="tiny", model_file=first[0], config_file=first[1], prewarm=False
+    )
     with pytest.raises(VoiceExists):
-        fresh.add_voice(owner="alice", slug="tiny", model_file=first[0], config_file=first[1],
-                        prewarm=False)
+        fresh.add_voice(
+            owner="alice", slug="tiny", model_file=first[0], config_file=first[1], prewarm=False
+        )
     config = joe_config() | {"inference": {"noise_scale": 0.5, "length_scale": 1, "noise_w": 0.8}}
     second = write_voice(tmp_path / "two", onnx_models.failing_at_run_model(), config)
     with pytest.raises(InvalidVoiceFiles):
-        fresh.add_voice(owner="alice", slug="tiny", model_file=second[0], config_file=second[1],
-                        replace=True, prewarm=False)
+        fresh.add_voice(
+            owner="alice",
+            slug="tiny",
+            model_file=second[0],
+            config_file=second[1],
+            replace=True,
+            prewarm=False,
+        )
     old = fresh.registry.resolve("alice/tiny", caller=None)
     assert fresh.registry.model_path(old).exists()  # a failed replace keeps the old voice
     model = onnx_models.piper_shaped_model()
     model.graph.initializer[0].float_data[:] = []
     model.graph.initializer[0].raw_data = b"\x00\x00\x80\x3f"
     third = write_voice(tmp_path / "three", model)
-    new = fresh.add_voice(owner="alice", slug="tiny", model_file=third[0],
-                          config_file=third[1], replace=True, prewarm=False)
+    new = fresh.add_voice(
+        owner="alice",
+        slug="tiny",
+        model_file=third[0],
+        config_file=third[1],
+        replace=True,
+        prewarm=False,
+    )
     assert new.id == old.id and new.model_sha256 != old.model_sha256
     assert not fresh.registry.model_path(old).exists()
     assert fresh.registry.model_path(new).exists()
@@ -133,21 +148,32 @@ def test_bad_voices_are_refused_and_leave_nothing(
             config["phoneme_id_map"] = {"a": [999]}
         files = write_voice(folder, model, config, raw_config=raw_config)
     with pytest.raises(InvalidVoiceFiles, match=message) as info:
-        fresh.add_voice(owner="mallory", slug="bad", model_file=files[0], config_file=files[1],
-                        prewarm=False)
+        fresh.add_voice(
+            owner="mallory", slug="bad", model_file=files[0], config_file=files[1], prewarm=False
+        )
     assert info.value.status == 422
     assert_nothing_registered(fresh)
 
 
 @pytest.mark.parametrize(
     ("owner", "slug"),
-    [("alice", "../etc"), ("alice", "a/b"), ("../alice", "x"), ("Alice", "x"), ("alice", ""),
-     ("alice", ".hidden"), ("alice", "x" * 65), ("al ice", "x"), ("alice", "joe\x00")],
+    [
+        ("alice", "../etc"),
+        ("alice", "a/b"),
+        ("../alice", "x"),
+        ("Alice", "x"),
+        ("alice", ""),
+        ("alice", ".hidden"),
+        ("alice", "x" * 65),
+        ("al ice", "x"),
+        ("alice", "joe\x00"),
+    ],
 )
 def test_path_like_ids_are_refused(fresh: Engine, joe_files, owner: str, slug: str) -> None:
     with pytest.raises(InvalidVoiceId):
-        fresh.add_voice(owner=owner, slug=slug, model_file=joe_files[0],
-                        config_file=joe_files[1], prewarm=False)
+        fresh.add_voice(
+            owner=owner, slug=slug, model_file=joe_files[0], config_file=joe_files[1], prewarm=False
+        )
     assert_nothing_registered(fresh)
 
 
@@ -161,8 +187,13 @@ def test_upload_over_the_size_limit_is_refused(tmp_path: Path, joe_files) -> Non
     engine = Engine(make_settings(tmp_path / "small", max_upload_bytes=1_000_000))
     engine.registry.migrate()
     with pytest.raises(PayloadTooLarge):
-        engine.add_voice(owner="alice", slug="big", model_file=joe_files[0],
-                         config_file=joe_files[1], prewarm=False)
+        engine.add_voice(
+            owner="alice",
+            slug="big",
+            model_file=joe_files[0],
+            config_file=joe_files[1],
+            prewarm=False,
+        )
     assert_nothing_registered(engine)
     engine.close()
 
@@ -171,8 +202,13 @@ def test_voice_costing_more_than_the_pool_is_refused(tmp_path: Path, joe_files) 
     engine = Engine(make_settings(tmp_path / "tight", pool_bytes=50_000_000))
     engine.registry.migrate()
     with pytest.raises(VoiceTooLarge, match="pool budget"):
-        engine.add_voice(owner="alice", slug="joe", model_file=joe_files[0],
-                         config_file=joe_files[1], prewarm=False)
+        engine.add_voice(
+            owner="alice",
+            slug="joe",
+            model_file=joe_files[0],
+            config_file=joe_files[1],
+            prewarm=False,
+        )
     assert_nothing_registered(engine)
     engine.close()
 
@@ -191,7 +227,10 @@ def test_tenancy_and_bare_slug_resolution(fresh: Engine, tmp_path: Path) -> None
             fresh.registry.resolve(ref, caller="bob")
     assert [v.ref for v in fresh.registry.list_voices(caller="bob")] == ["demo/joe"]
     assert [v.ref for v in fresh.registry.list_voices(caller="alice")] == [
-        "alice/joe", "alice/secret", "demo/joe"]
+        "alice/joe",
+        "alice/secret",
+        "demo/joe",
+    ]
     fresh.registry.set_public(fresh.registry.resolve("alice/secret", caller=None), True)
     assert fresh.registry.resolve("alice/secret", caller="bob").public
     with pytest.raises(VoiceNotFound):
@@ -200,8 +239,7 @@ def test_tenancy_and_bare_slug_resolution(fresh: Engine, tmp_path: Path) -> None
 
 def test_delete_removes_row_files_and_pool_entry(fresh: Engine, tmp_path: Path) -> None:
     files = write_voice(tmp_path / "v", onnx_models.piper_shaped_model())
-    record = fresh.add_voice(owner="alice", slug="tiny", model_file=files[0],
-                             config_file=files[1])
+    record = fresh.add_voice(owner="alice", slug="tiny", model_file=files[0], config_file=files[1])
     assert fresh.pool.is_resident(record.pool_key)  # pre-warmed at registration
     path = fresh.registry.model_path(record)
     fresh.delete_voice("tiny", caller="alice")
@@ -216,12 +254,19 @@ def test_postgresql_registry(tmp_path: Path, postgres_url: str) -> None:
     engine.registry.migrate()
     engine.registry.migrate()  # idempotent
     files = write_voice(tmp_path / "v", onnx_models.piper_shaped_model())
-    record = engine.add_voice(owner="alice", slug="tiny", model_file=files[0],
-                              config_file=files[1], public=True, prewarm=False)
+    record = engine.add_voice(
+        owner="alice",
+        slug="tiny",
+        model_file=files[0],
+        config_file=files[1],
+        public=True,
+        prewarm=False,
+    )
     assert engine.registry.resolve("tiny", caller="bob") == record
     with pytest.raises(VoiceExists):
-        engine.add_voice(owner="alice", slug="tiny", model_file=files[0],
-                         config_file=files[1], prewarm=False)
+        engine.add_voice(
+            owner="alice", slug="tiny", model_file=files[0], config_file=files[1], prewarm=False
+        )
     engine.delete_voice("alice/tiny", caller="alice")
     assert engine.registry.list_voices(caller=None) == []
     engine.close()

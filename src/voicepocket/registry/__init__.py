@@ -202,7 +202,8 @@ class Registry:
         so what is validated is exactly what gets stored."""
         staging.mkdir(parents=True)
         copies = (staging / MODEL_NAME, staging / CONFIG_NAME)
-        for source, target, param in zip((model_file, config_file), copies, ("model", "config")):
+        sources = (model_file, config_file)
+        for source, target, param in zip(sources, copies, ("model", "config"), strict=True):
             try:
                 size = source.stat().st_size
             except OSError as exc:

@@ -89,7 +89,8 @@ def _limit_address_space() -> None:
 
 def _rss() -> int:
     gc.collect()
-    return psutil.Process(os.getpid()).memory_info().rss
+    rss: int = psutil.Process(os.getpid()).memory_info().rss
+    return rss
 
 
 def _measure(kind: str, model_path: Path, *, threads: int) -> ProbeResult:

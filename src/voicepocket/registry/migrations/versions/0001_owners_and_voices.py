@@ -23,8 +23,11 @@ def upgrade() -> None:
         "voices",
         sa.Column("id", sa.String(32), primary_key=True),
         sa.Column(
-            "owner", sa.String(64), sa.ForeignKey("owners.name", ondelete="CASCADE"),
-            nullable=False, index=True,
+            "owner",
+            sa.String(64),
+            sa.ForeignKey("owners.name", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
         ),
         sa.Column("slug", sa.String(64), nullable=False),
         sa.Column("kind", sa.String(16), nullable=False),
