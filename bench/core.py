@@ -12,6 +12,7 @@ Run: ``voicepocket bench`` or ``python bench/core.py --runs 7``.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -49,9 +50,15 @@ def piper_user_way() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="our intra-op threads; default: all cores, as PiperVoice.load's session uses",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as home:
-        engine = Engine(Settings(home=Path(home)))
+        engine = Engine(Settings(home=Path(home), threads=args.threads))
         engine.start()
         record = engine.registry.resolve("demo/joe", caller=None)
         engine.pool.unpin(record.pool_key)
@@ -81,13 +88,14 @@ def main() -> None:
         rows["(b) our pool, cold (miss: load + synthesize)"] = timed(ours_cold, args.runs)
         rows["(c) our pool, warm (hit)"] = timed(ours_warm, args.runs)
         engine.close()
-    print_table(rows, runs=args.runs)
+    print_table(rows, runs=args.runs, threads=args.threads)
 
 
-def print_table(rows: dict[str, list[float]], *, runs: int) -> None:
+def print_table(rows: dict[str, list[float]], *, runs: int, threads: int) -> None:
     medians = {name: statistics.median(times) for name, times in rows.items()}
     order = sorted(rows, key=lambda name: name[:3])
-    print(f"\njoe voice, one {len(SENTENCE.split())}-word sentence, {runs} runs each\n")
+    words = len(SENTENCE.split())
+    print(f"\njoe voice, one {words}-word sentence, {runs} runs each, {threads} threads\n")
     print("| path | median | min | max |")
     print("|---|---|---|---|")
     for name in order:

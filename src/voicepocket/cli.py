@@ -177,12 +177,17 @@ def voices_rm(voice: Annotated[str, typer.Argument(help="owner/slug")]) -> None:
 @app.command()
 def bench(
     runs: Annotated[int, typer.Option(help="Timed runs per row.")] = 7,
+    threads: Annotated[
+        int | None, typer.Option(help="Our intra-op threads (default: all cores, as Piper).")
+    ] = None,
 ) -> None:
     """Benchmark the engine against a Piper user's way (needs a source checkout: bench/)."""
     script = Path(__file__).resolve().parents[2] / "bench" / "core.py"
     if not script.exists():
         raise typer.BadParameter(f"{script} not found: run from a source checkout")
     sys.argv = [str(script), "--runs", str(runs)]
+    if threads is not None:
+        sys.argv += ["--threads", str(threads)]
     runpy.run_path(str(script), run_name="__main__")
 
 
