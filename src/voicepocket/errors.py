@@ -11,11 +11,15 @@ The tree (HTTP status in brackets)::
      │    ├── InvalidVoiceFiles       [422] a voice's files fail validation at registration
      │    ├── VoiceTooLarge           [422] a voice that cannot fit the whole pool budget
      │    └── PayloadTooLarge         [413] an upload over VOICEPOCKET_MAX_UPLOAD_BYTES
+     ├── AuthenticationError          [401] no API key, or not a live one
+     ├── RateLimited                  [429] the caller has too much in flight, or the queue
+     │                                      is full; retry after ``retry_after_s``
      ├── NotFound                     [404] nothing the caller may see has that id
      │    └── VoiceNotFound           [404] (also another owner's private voice)
      ├── Conflict                     [409]
      │    └── VoiceExists             [409] the owner already has a voice with that slug
      ├── CapacityError                [503] resident voices are all in use; retry later
+     │    └── Draining                [503] the server is shutting down
      ├── StorageError                 [503] object storage failed or is unreachable
      └── EngineError                  [500] inference failed inside onnxruntime
 
@@ -95,6 +99,27 @@ class PayloadTooLarge(RequestError):
     code = "payload_too_large"
 
 
+class AuthenticationError(VoicePocketError):
+    """The request has no API key, or one that is unknown or revoked."""
+
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class RateLimited(VoicePocketError):
+    """Too many requests admitted for this key, or for the whole server; retry later."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        """Seconds the client should wait before retrying."""
+
+
 class NotFound(VoicePocketError):
     """Nothing the caller may see has that id (another owner's private things included)."""
 
@@ -134,6 +159,12 @@ class CapacityError(VoicePocketError):
         super().__init__(message)
         self.retry_after_s = retry_after_s
         """Seconds the client should wait before retrying."""
+
+
+class Draining(CapacityError):
+    """The server is shutting down: in-flight requests finish, new ones are refused."""
+
+    code = "shutting_down"
 
 
 class StorageError(VoicePocketError):

@@ -6,6 +6,7 @@ read the environment themselves; they take a ``Settings`` (or the fields they ne
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field, model_validator
@@ -53,6 +54,27 @@ class Settings(BaseSettings):
 
     pool_wait_s: float = Field(default=30.0, ge=0)
     """How long a load waits for in-use voices to be released before failing, in seconds."""
+
+    host: str = "127.0.0.1"
+    """Address ``voicepocket serve`` binds."""
+
+    port: int = Field(default=8000, ge=0, le=65535)
+    """Port ``voicepocket serve`` binds."""
+
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    """Inference calls run at once (each with ``threads`` intra-op threads)."""
+
+    queue_size: int = Field(default=64, ge=0)
+    """Requests admitted beyond ``workers``, waiting for a slot; past it, 429."""
+
+    per_key_requests: int = Field(default=8, ge=1)
+    """Requests one API key may have admitted (running or waiting) at once; past it, 429."""
+
+    first_chunk_chars: int = Field(default=60, ge=10)
+    """Longest first text chunk of a request, in characters: short, so audio starts soon."""
+
+    drain_s: float = Field(default=30.0, ge=0)
+    """On SIGTERM, how long in-flight requests may take to finish, in seconds."""
 
     @model_validator(mode="after")
     def _fill_defaults_under_home(self) -> Settings:

@@ -30,8 +30,10 @@ from voicepocket.errors import (
     VoiceTooLarge,
 )
 from voicepocket.registry.ids import VoiceRef, check_name
+from voicepocket.registry.keys import KeyRegistry
 from voicepocket.registry.models import OwnerRow, VoiceRow, utcnow
 from voicepocket.registry.repository import CONFIG_NAME, MODEL_NAME, ModelRepository, sha256_of
+from voicepocket.registry.syntheses import SynthesisRegistry
 from voicepocket.voices import backend
 from voicepocket.voices.probe import probe_voice
 
@@ -126,6 +128,8 @@ class Registry:
         self.engine = engine
         self.models = models
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self.keys = KeyRegistry(self._sessions)
+        self.syntheses = SynthesisRegistry(self._sessions)
         self._work_dir = work_dir
         self._max_upload_bytes = max_upload_bytes
         self._pool_budget_bytes = pool_budget_bytes

@@ -1,0 +1,102 @@
+"""Request and response bodies at the HTTP edge (pydantic; inside, plain dataclasses)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
+
+
+class SpeechRequest(BaseModel):
+    """OpenAI's ``POST /v1/audio/speech`` body, plus two optional VoicePocket fields."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(
+        default="tts-1",
+        max_length=200,
+        description="Accepted for compatibility: tts-1, tts-1-hd, gpt-4o-mini-tts or a voice "
+        "id; the voice alone decides how it sounds.",
+    )
+    input: str = Field(description="Text to speak.")
+    voice: str = Field(
+        max_length=200,
+        description="owner/slug, or a bare slug: the caller's own voice of that name, else "
+        "a public one (e.g. joe).",
+    )
+    response_format: str = Field(
+        default="mp3", max_length=16, description="wav, mp3, opus, flac or pcm."
+    )
+    speed: float = Field(default=1.0, ge=0.25, le=4.0, description="Speaking rate.")
+    instructions: str | None = Field(
+        default=None, max_length=4096, description="Accepted and ignored (no style control)."
+    )
+    stream_format: Literal["audio", "sse"] = Field(
+        default="audio",
+        description="audio: the file's bytes; sse: speech.audio.delta/done events.",
+    )
+    noise_scale: float | None = Field(
+        default=None, ge=0, le=2, description="VoicePocket: generator noise; 0 = deterministic."
+    )
+    noise_w: float | None = Field(
+        default=None, ge=0, le=2, description="VoicePocket: duration noise; 0 = deterministic."
+    )
+
+
+class SynthesisRequest(BaseModel):
+    """``POST /v1/syntheses``: synthesize and store."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    voice: str = Field(max_length=200)
+    input: str
+    response_format: str = Field(default="mp3", max_length=16)
+    speed: float = Field(default=1.0, ge=0.25, le=4.0)
+
+
+class SynthesisOut(BaseModel):
+    id: str
+    object: Literal["synthesis"] = "synthesis"
+    voice: str
+    format: str
+    url: str
+    bytes: int
+    duration_s: float
+    input_chars: int
+    created_at: datetime
+
+
+class VoiceOut(BaseModel):
+    id: str = Field(description="owner/slug")
+    object: Literal["voice"] = "voice"
+    owner: str
+    slug: str
+    kind: str
+    public: bool
+    sample_rate: int
+    resident_bytes: int
+    model_sha256: str
+    created_at: datetime
+
+
+class VoicePatch(BaseModel):
+    public: bool
+
+
+class ListOf(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[VoiceOut] | list[SynthesisOut]
+
+
+class ErrorBody(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody

@@ -1,0 +1,49 @@
+"""What one running app holds: built in the lifespan, kept on ``app.state.services``."""
+
+from __future__ import annotations
+
+import enum
+import threading
+from dataclasses import dataclass, field
+
+from voicepocket.api.metrics import Metrics
+from voicepocket.api.synthesis import Synthesizer
+from voicepocket.engine import Engine
+from voicepocket.settings import Settings
+
+
+class Lifecycle(enum.Enum):
+    STARTING = "starting"
+    READY = "ready"
+    DRAINING = "draining"
+
+
+@dataclass(slots=True)
+class InFlight:
+    """Requests being served, so a drain knows when it is done."""
+
+    # Guards ``count``; ``idle`` is set whenever it is zero.
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    count: int = 0
+    idle: threading.Event = field(default_factory=threading.Event)
+
+    def enter(self) -> None:
+        with self.lock:
+            self.count += 1
+            self.idle.clear()
+
+    def leave(self) -> None:
+        with self.lock:
+            self.count -= 1
+            if not self.count:
+                self.idle.set()
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    engine: Engine
+    synthesizer: Synthesizer
+    metrics: Metrics
+    lifecycle: Lifecycle = Lifecycle.STARTING
+    in_flight: InFlight = field(default_factory=InFlight)

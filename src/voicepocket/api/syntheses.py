@@ -1,0 +1,115 @@
+"""Stored syntheses (the seed's flow): synthesize, store at ``{owner}/{uuid}.{ext}``, list,
+fetch, delete — each owner sees only their own."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from voicepocket import audio
+from voicepocket.api.deps import App, Caller
+from voicepocket.api.schemas import ListOf, SynthesisOut, SynthesisRequest
+from voicepocket.api.speech import ERRORS
+from voicepocket.registry.models import utcnow
+from voicepocket.registry.syntheses import Synthesis, SynthesisRegistry
+from voicepocket.store import AudioStore
+from voicepocket.voices import SynthesisParams
+
+router = APIRouter(prefix="/v1/syntheses", tags=["syntheses"], responses=ERRORS)
+
+
+def _out(synthesis: Synthesis) -> SynthesisOut:
+    return SynthesisOut(
+        id=synthesis.id,
+        voice=synthesis.voice,
+        format=synthesis.format,
+        url=f"/v1/syntheses/{synthesis.id}/audio",
+        bytes=synthesis.bytes,
+        duration_s=round(synthesis.duration_s, 3),
+        input_chars=synthesis.input_chars,
+        created_at=synthesis.created_at,
+    )
+
+
+@router.post("", status_code=201)
+async def create_synthesis(body: SynthesisRequest, owner: Caller, app: App) -> SynthesisOut:
+    """Synthesize ``input`` and store the audio; answers once it is stored."""
+    fmt = audio.check_format(body.response_format)
+    synthesizer = app.synthesizer
+    job = await synthesizer.open(
+        owner=owner, voice=body.voice, text=body.input, fmt=fmt,
+        params=SynthesisParams(speed=body.speed),
+    )  # fmt: skip
+    objects = app.engine.audio.objects
+    synthesis_id = SynthesisRegistry.new_id()
+    key = AudioStore.key_for(owner, synthesis_id, fmt)
+    size = await synthesizer.run(
+        lambda: objects.put(key, synthesizer.audio(job, progressive=False))
+    )
+    synthesis = Synthesis(
+        id=synthesis_id,
+        owner=owner,
+        voice=job.speech.record.ref,
+        format=fmt,
+        storage_key=key,
+        bytes=size,
+        duration_s=job.audio_s,
+        input_chars=job.input_chars,
+        created_at=utcnow(),
+    )
+    try:
+        await run_in_threadpool(app.engine.registry.syntheses.record, synthesis)
+    except BaseException:
+        await run_in_threadpool(objects.delete, key)
+        raise
+    return _out(synthesis)
+
+
+@router.get("")
+async def list_syntheses(owner: Caller, app: App) -> ListOf:
+    """The caller's stored syntheses, newest first."""
+    found = await run_in_threadpool(lambda: app.engine.registry.syntheses.list(owner=owner))
+    return ListOf(data=[_out(s) for s in found])
+
+
+@router.get("/{synthesis_id}")
+async def get_synthesis(synthesis_id: str, owner: Caller, app: App) -> SynthesisOut:
+    synthesis = await run_in_threadpool(
+        lambda: app.engine.registry.syntheses.get(synthesis_id, owner=owner)
+    )
+    return _out(synthesis)
+
+
+@router.get(
+    "/{synthesis_id}/audio",
+    response_class=StreamingResponse,
+    responses={200: {"content": {t: {} for t in audio.MEDIA_TYPES.values()}}},
+)
+async def get_synthesis_audio(synthesis_id: str, owner: Caller, app: App) -> StreamingResponse:
+    """The stored audio, streamed from storage."""
+    synthesis = await run_in_threadpool(
+        lambda: app.engine.registry.syntheses.get(synthesis_id, owner=owner)
+    )
+    blocks = app.engine.audio.objects.iter_bytes(synthesis.storage_key)
+    return StreamingResponse(
+        app.synthesizer.stream(blocks),
+        media_type=audio.MEDIA_TYPES[synthesis.format],
+        headers={
+            "Content-Length": str(synthesis.bytes),
+            "Content-Disposition": f'attachment; filename="{synthesis.id}.{synthesis.format}"',
+        },
+    )
+
+
+@router.delete("/{synthesis_id}", status_code=204)
+async def delete_synthesis(synthesis_id: str, owner: Caller, app: App) -> Response:
+    registry = app.engine.registry.syntheses
+
+    def delete() -> None:
+        synthesis = registry.get(synthesis_id, owner=owner)
+        registry.delete(synthesis)
+        app.engine.audio.objects.delete(synthesis.storage_key)
+
+    await run_in_threadpool(delete)
+    return Response(status_code=204)

@@ -1,0 +1,144 @@
+"""Voice management: list, upload (validated, registered and pre-warmed), publish, delete."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from voicepocket.api.deps import App, Caller
+from voicepocket.api.schemas import ListOf, VoiceOut, VoicePatch
+from voicepocket.api.speech import ERRORS
+from voicepocket.errors import InvalidVoiceFiles, RequestError, VoiceNotFound
+from voicepocket.registry import VoiceRecord
+from voicepocket.registry.ids import check_name
+
+router = APIRouter(prefix="/v1/voices", tags=["voices"], responses=ERRORS)
+
+UPLOAD_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["model", "config", "slug"],
+                    "properties": {
+                        "model": {"type": "string", "format": "binary",
+                                  "description": "The Piper voice's .onnx file."},
+                        "config": {"type": "string", "format": "binary",
+                                   "description": "Its .onnx.json config."},
+                        "slug": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"},
+                        "public": {"type": "boolean", "default": False},
+                        "replace": {"type": "boolean", "default": False},
+                    },
+                }
+            }
+        },
+    }
+}  # fmt: skip
+
+
+def _out(record: VoiceRecord) -> VoiceOut:
+    return VoiceOut(
+        id=record.ref,
+        owner=record.owner,
+        slug=record.slug,
+        kind=record.kind,
+        public=record.public,
+        sample_rate=record.sample_rate,
+        resident_bytes=record.cost_bytes,
+        model_sha256=record.model_sha256,
+        created_at=record.created_at,
+    )
+
+
+@router.get("")
+async def list_voices(owner: Caller, app: App) -> ListOf:
+    """The caller's voices and every public voice."""
+    records = await run_in_threadpool(lambda: app.engine.registry.list_voices(caller=owner))
+    return ListOf(data=[_out(r) for r in records])
+
+
+@router.post("", status_code=201, openapi_extra=UPLOAD_SCHEMA)
+async def upload_voice(request: Request, owner: Caller, app: App) -> VoiceOut:
+    """Upload a Piper voice (multipart: model, config, slug[, public, replace]). Answers 201
+    once it is validated, registered and warm in the pool."""
+    form = await request.form(max_files=2, max_fields=8)
+    model, config = form.get("model"), form.get("config")
+    if not isinstance(model, UploadFile) or not isinstance(config, UploadFile):
+        raise InvalidVoiceFiles("Send the files 'model' (.onnx) and 'config' (.onnx.json).")
+    slug = check_name(str(form.get("slug", "")), param="slug")
+    public, replace = _flag(form.get("public")), _flag(form.get("replace"))
+    folder = Path(tempfile.mkdtemp(prefix="upload-", dir=_work_dir(app)))
+    try:
+        model_path, config_path = folder / "model.onnx", folder / "model.onnx.json"
+        await run_in_threadpool(_save, model, model_path)
+        await run_in_threadpool(_save, config, config_path)
+        record = await run_in_threadpool(
+            lambda: app.engine.add_voice(
+                owner=owner, slug=slug, model_file=model_path, config_file=config_path,
+                public=public, replace=replace,
+            )
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return _out(record)
+
+
+def _work_dir(app: App) -> Path:
+    folder = app.settings.home / "tmp"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _flag(value: object) -> bool:
+    if value is None:
+        return False
+    text = str(value).strip().lower()
+    if text not in ("true", "false", "1", "0"):
+        raise RequestError("Flags must be true or false.", param="public")
+    return text in ("true", "1")
+
+
+def _save(upload: UploadFile, path: Path) -> None:
+    upload.file.seek(0)
+    with path.open("wb") as sink:
+        shutil.copyfileobj(upload.file, sink, 1024 * 1024)
+
+
+def _own(app: App, voice_id: str, owner: str) -> VoiceRecord:
+    record = app.engine.registry.resolve(voice_id, caller=owner)
+    if record.owner != owner:
+        raise VoiceNotFound(f"Voice {voice_id[:130]} not found.", param="voice")
+    return record
+
+
+@router.get("/{voice_id:path}")
+async def get_voice(voice_id: str, owner: Caller, app: App) -> VoiceOut:
+    """One voice the caller may use."""
+    record = await run_in_threadpool(
+        lambda: app.engine.registry.resolve(voice_id, caller=owner)
+    )
+    return _out(record)
+
+
+@router.patch("/{voice_id:path}")
+async def patch_voice(voice_id: str, body: VoicePatch, owner: Caller, app: App) -> VoiceOut:
+    """Make one of the caller's voices public or private."""
+
+    def patch() -> VoiceRecord:
+        return app.engine.registry.set_public(_own(app, voice_id, owner), body.public)
+
+    return _out(await run_in_threadpool(patch))
+
+
+@router.delete("/{voice_id:path}", status_code=204)
+async def delete_voice(voice_id: str, owner: Caller, app: App) -> Response:
+    """Delete one of the caller's voices: files, registry row, and its place in the pool."""
+    await run_in_threadpool(lambda: app.engine.delete_voice(voice_id, caller=owner))
+    return Response(status_code=204)
