@@ -3,24 +3,38 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The coqui-tts registration tooling (torch) lives in its own environment: serving never needs it.
+COQUI_VENV := .venv-coqui
+COQUI_STAMP := $(COQUI_VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean coqui
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# torchaudio 2.11's native libraries are CUDA builds that cannot load beside the CPU torch
+# 2.13; its extension is optional and VITS inference/export only need the pure-Python part.
+$(COQUI_STAMP): pyproject.toml coqui-constraints.txt
+	$(PYTHON) -m venv $(COQUI_VENV)
+	$(COQUI_VENV)/bin/pip install --quiet -c coqui-constraints.txt -e '.[coqui]'
+	rm -f $(COQUI_VENV)/lib/python3.11/site-packages/torchaudio/lib/*.so
+	touch $(COQUI_STAMP)
+
+coqui: $(COQUI_STAMP)
+
 run: $(STAMP)
 	$(BIN)/voicepocket say "Hello! VoicePocket is speaking, in the bundled voice." -o hello.wav
 
-test: $(STAMP)
+test: $(STAMP) $(COQUI_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy src/voicepocket/pool.py src/voicepocket/voices
 	$(BIN)/pytest --durations=15
 
-bench: $(STAMP)
+bench: $(STAMP) $(COQUI_STAMP)
 	$(BIN)/voicepocket bench
+	$(BIN)/voicepocket bench --suite seed
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(COQUI_VENV)

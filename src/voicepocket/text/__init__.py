@@ -30,6 +30,7 @@ from voicepocket.text.cleanup import (
     to_ascii_typography,
 )
 from voicepocket.text.english import expand_english
+from voicepocket.text.korean import expand_korean
 from voicepocket.text.split import (
     CLAUSE_END,
     SENTENCE_END,
@@ -46,6 +47,7 @@ __all__ = [
     "collapse_whitespace",
     "expand",
     "expand_english",
+    "expand_korean",
     "normalize",
     "prepare",
     "restrict_to_symbols",
@@ -57,7 +59,7 @@ __all__ = [
 Expander = Callable[[str], str]
 """Writes out one language's numbers, abbreviations and the like as words."""
 
-EXPANDERS: Mapping[str, Expander] = MappingProxyType({"en": expand_english})
+EXPANDERS: Mapping[str, Expander] = MappingProxyType({"en": expand_english, "ko": expand_korean})
 """Expanders by primary language subtag ("en" serves "en-US" and "en_GB" too)."""
 
 
