@@ -24,8 +24,10 @@ $(COQUI_STAMP): pyproject.toml coqui-constraints.txt
 
 coqui: $(COQUI_STAMP)
 
+# The service on the embedded default: one process, bundled voice, SQLite, local folders
+# under ~/.voicepocket; an API key for owner "demo" is written to ~/.voicepocket/demo.key.
 run: $(STAMP)
-	$(BIN)/voicepocket say "Hello! VoicePocket is speaking, in the bundled voice." -o hello.wav
+	$(BIN)/voicepocket serve
 
 test: $(STAMP) $(COQUI_STAMP)
 	$(BIN)/ruff check src tests bench
