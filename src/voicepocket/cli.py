@@ -142,23 +142,33 @@ def voices_list() -> None:
 
 @voices_app.command("add")
 def voices_add(
-    model: Annotated[Path, typer.Argument(help="The voice's .onnx file.")],
+    model: Annotated[Path, typer.Argument(help="The voice's .onnx file (--coqui: model.pth).")],
     owner: Annotated[str, typer.Option(help="Owner name.")],
+    coqui_config: Annotated[
+        Path | None,
+        typer.Argument(help="With --coqui: its config.json (default: beside the model)."),
+    ] = None,
     slug: Annotated[str | None, typer.Option(help="Voice name; default: from the file.")] = None,
     config: Annotated[
         Path | None, typer.Option(help="Its config; default: <model>.json beside it.")
     ] = None,
     public: Annotated[bool, typer.Option(help="Let every user speak with it.")] = False,
     replace: Annotated[bool, typer.Option(help="Replace an existing voice's files.")] = False,
+    coqui: Annotated[
+        bool, typer.Option("--coqui", help="A coqui-tts VITS checkpoint, compiled to ONNX.")
+    ] = False,
 ) -> None:
-    """Register a Piper voice (validated, probed, stored in the model repository)."""
+    """Register a Piper voice, or with --coqui a coqui-tts checkpoint (model.pth +
+    config.json); validated, probed, stored in the model repository."""
+    if coqui:
+        config = config or coqui_config or model.with_name("config.json")
     config = config or model.with_name(model.name + ".json")
     slug = slug or _slug_from(model)
     engine = _engine()
     try:
         record = engine.add_voice(
             owner=owner, slug=slug, model_file=model, config_file=config,
-            public=public, replace=replace, prewarm=False,
+            public=public, replace=replace, prewarm=False, kind="coqui" if coqui else "piper",
         )  # fmt: skip
     except VoicePocketError as error:
         raise _fail(error) from error
@@ -171,7 +181,7 @@ def voices_add(
 
 
 def _slug_from(model: Path) -> str:
-    stem = model.name.removesuffix(".onnx").lower()
+    stem = model.name.removesuffix(".onnx").removesuffix(".pth").lower()
     return "".join(c if c.isalnum() or c in "_-" else "-" for c in stem)[:64].strip("-_")
 
 

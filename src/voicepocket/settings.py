@@ -17,6 +17,12 @@ def _default_home() -> Path:
     return Path.home() / ".voicepocket"
 
 
+def _default_coqui_python() -> Path:
+    """``.venv-coqui/bin/python`` in the source checkout this package runs from (where
+    ``make coqui`` creates it)."""
+    return Path(__file__).resolve().parents[2] / ".venv-coqui" / "bin" / "python"
+
+
 class Settings(BaseSettings):
     """Service configuration; each field is ``VOICEPOCKET_<FIELD>`` in the environment."""
 
@@ -54,6 +60,10 @@ class Settings(BaseSettings):
 
     pool_wait_s: float = Field(default=30.0, ge=0)
     """How long a load waits for in-use voices to be released before failing, in seconds."""
+
+    coqui_python: Path = Field(default_factory=_default_coqui_python)
+    """Python of the coqui environment (``voicepocket[coqui]``: torch, coqui-tts) that
+    compiles coqui checkpoints to ONNX at registration; serving never uses it."""
 
     host: str = "127.0.0.1"
     """Address ``voicepocket serve`` binds."""

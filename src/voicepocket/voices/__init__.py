@@ -12,13 +12,16 @@ from pathlib import Path
 
 from voicepocket.errors import InvalidVoiceFiles
 from voicepocket.voices.base import AudioChunk, SynthesisParams, Voice
+from voicepocket.voices.coqui import CoquiVoice
 from voicepocket.voices.piper import PiperVoice
 
-BACKENDS: dict[str, type[PiperVoice]] = {PiperVoice.kind: PiperVoice}
+Backend = type[PiperVoice] | type[CoquiVoice]
+
+BACKENDS: dict[str, Backend] = {PiperVoice.kind: PiperVoice, CoquiVoice.kind: CoquiVoice}
 """Voice kind -> backend class; the kind is recorded with every registered voice."""
 
 
-def backend(kind: str) -> type[PiperVoice]:
+def backend(kind: str) -> Backend:
     """The backend class for a voice kind."""
     try:
         return BACKENDS[kind]
@@ -31,4 +34,26 @@ def load_voice(kind: str, model_path: Path, *, threads: int) -> Voice:
     return backend(kind).load(model_path, threads=threads)
 
 
-__all__ = ["AudioChunk", "PiperVoice", "SynthesisParams", "Voice", "backend", "load_voice"]
+def convert_files(
+    kind: str, model: Path, config: Path, *, out_dir: Path, coqui_python: Path | None
+) -> tuple[Path, Path]:
+    """A voice's files as uploaded -> as served: a coqui checkpoint + config is compiled to
+    ONNX + manifest in ``out_dir`` (in the coqui environment); other kinds are served as
+    uploaded."""
+    if backend(kind) is not CoquiVoice:
+        return model, config
+    if coqui_python is None:
+        raise InvalidVoiceFiles("This server does not register coqui checkpoints.", param="kind")
+    return CoquiVoice.convert(model, config, out_dir=out_dir, python=coqui_python)
+
+
+__all__ = [
+    "AudioChunk",
+    "CoquiVoice",
+    "PiperVoice",
+    "SynthesisParams",
+    "Voice",
+    "backend",
+    "convert_files",
+    "load_voice",
+]

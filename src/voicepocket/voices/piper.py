@@ -118,6 +118,8 @@ class PiperVoice:
         self._runtime = runtime
         self.sample_rate: int = runtime.config.sample_rate
         self.symbols: frozenset[str] = self._symbols_of(runtime.config)
+        self.language: str = runtime.config.espeak_voice.split("-")[0].lower() or "en"
+        """Primary language of the voice's text (its espeak voice's), for normalization."""
 
     @staticmethod
     def validate_files(model_path: Path) -> None:

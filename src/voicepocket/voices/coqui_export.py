@@ -1,0 +1,199 @@
+"""Compile a coqui-tts VITS checkpoint to ONNX + manifest: registration's only torch step.
+
+Runs in the coqui environment (``voicepocket[coqui]``, ``make coqui``), started by
+``CoquiVoice.convert`` as ``python -m voicepocket.voices.coqui_export CHECKPOINT CONFIG
+--out DIR``; the serving process never imports torch or coqui-tts.
+
+1. The config is checked without torch (``coqui_config.check_coqui_config``) and every
+   path-valued field emptied, so coqui opens no file the uploader named.
+2. The checkpoint is read with ``torch.load(weights_only=True)`` only: a checkpoint holding
+   anything but tensors and plain data (a pickle payload) is refused and nothing in it runs.
+3. Only the generator is built (``init_discriminator=False``; the discriminator is 56% of a
+   trainer checkpoint and unused for inference) and its weights loaded strictly, so a
+   checkpoint of another architecture or size fails here.
+4. coqui's own ``Vits.export_onnx`` writes the model (weight norm folded, the three noise and
+   length scales as an input), and the manifest records what the tokenizer needs.
+
+Exit status 0 prints one JSON line ``{"onnx": ..., "manifest": ...}``; status 3 prints
+``{"error": message, "param": ...}`` for a refusal meant for the uploader; anything else is
+a crash, reported to the uploader as a checkpoint that could not be converted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from voicepocket.errors import InvalidVoiceFiles
+from voicepocket.voices.coqui_config import (
+    CoquiManifest,
+    TrimSilence,
+    check_coqui_config,
+    read_json,
+    sanitized,
+)
+
+REFUSED = 3
+"""Exit status of a refusal whose message is meant for the uploader."""
+
+ONNX_NAME = "voice.onnx"
+MANIFEST_NAME = "voice.onnx.json"
+_BLOCK = 1024 * 1024
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as source:
+        while block := source.read(_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _refuse(message: str, param: str = "model") -> InvalidVoiceFiles:
+    return InvalidVoiceFiles(message, param=param)
+
+
+def load_weights(checkpoint: Path) -> dict[str, Any]:
+    """The generator's tensors from a trainer checkpoint, read with ``weights_only=True``."""
+    import torch
+
+    try:
+        try:  # mmap: the discriminator's half of the file is never read into memory
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:
+            if "mmap" not in str(exc):
+                raise
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        if type(exc).__name__ == "UnpicklingError" or "weights_only" in str(exc):
+            raise _refuse(
+                "The checkpoint holds Python objects besides tensors and plain data; it was "
+                "refused without running them (checkpoints are read with weights_only)."
+            ) from exc
+        raise _refuse("The checkpoint is not a readable PyTorch file (truncated?).") from exc
+    weights = state.get("model") if isinstance(state, dict) else None
+    if not isinstance(weights, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()
+    ):
+        raise _refuse("The checkpoint has no 'model' state dict (is it a coqui trainer file?).")
+    return {
+        name: tensor
+        for name, tensor in weights.items()
+        if not name.startswith("disc.") and "speaker_encoder" not in name
+    }
+
+
+def build_generator(raw_config: dict[str, Any], weights: dict[str, Any]) -> Any:
+    """coqui's ``Vits`` without its discriminator, weights loaded strictly, in eval mode."""
+    from TTS.tts.configs.vits_config import VitsConfig
+    from TTS.tts.models.vits import Vits
+
+    config = VitsConfig()
+    try:
+        config.from_dict(sanitized(raw_config))
+        config.model_args.init_discriminator = False
+        model = Vits(config)
+    except Exception as exc:  # coqpit and coqui raise assorted errors on odd configs
+        raise _refuse("coqui-tts cannot build a VITS model from this config.", "config") from exc
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as exc:
+        raise _refuse(
+            "The checkpoint's weights do not match its config (another architecture, or "
+            "different sizes or vocabulary)."
+        ) from exc
+    model.eval()
+    return model
+
+
+def manifest_of(model: Any, *, sources: dict[str, str]) -> CoquiManifest:
+    """The manifest of a built model, read from coqui's own tokenizer and audio processor."""
+    from TTS.utils.audio.numpy_transforms import db_to_amp
+
+    tokenizer, characters, ap = model.tokenizer, model.tokenizer.characters, model.ap
+    if tokenizer.use_phonemes:
+        raise _refuse("Phoneme-based configs are not supported here.", "config")
+    names = model.language_manager.language_names
+    audio = model.config.audio
+    trim = None
+    if audio.get("do_trim_silence"):
+        window = int(ap.sample_rate * 0.8)  # coqui's find_endpoint(min_silence_sec=0.8)
+        threshold = float(db_to_amp(x=-ap.trim_db, gain=ap.spec_gain, base=ap.base))
+        trim = TrimSilence(window=window, threshold=threshold)
+    manifest = CoquiManifest(
+        sample_rate=int(audio["sample_rate"]),
+        vocab=tuple(characters.vocab),
+        pad=characters.pad or None,
+        blank=characters.blank or None,
+        bos=characters.bos or None,
+        eos=characters.eos or None,
+        blank_id=int(characters.blank_id),
+        bos_id=int(characters.bos_id),
+        eos_id=int(characters.eos_id),
+        add_blank=bool(tokenizer.add_blank),
+        use_eos_bos=bool(tokenizer.use_eos_bos),
+        text_cleaner=model.config.text_cleaner if tokenizer.text_cleaner is not None else None,
+        language=names[0] if len(names) == 1 else None,
+        noise_scale=float(model.inference_noise_scale),
+        length_scale=float(model.length_scale),
+        noise_scale_dp=float(model.inference_noise_scale_dp),
+        trim_silence=trim,
+        source=sources,
+    )
+    return CoquiManifest.from_dict(json.loads(manifest.to_json()))  # the checks serving runs
+
+
+def export(checkpoint: Path, config_path: Path, out_dir: Path) -> dict[str, Any]:
+    """Validate, load, export; returns paths and timings."""
+    import torch
+    import TTS
+
+    started = time.perf_counter()
+    raw = read_json(config_path, param="config")
+    check_coqui_config(raw)
+    weights = load_weights(checkpoint)
+    model = build_generator(raw, weights)
+    del weights
+    loaded = time.perf_counter()
+    sources = {
+        "checkpoint_sha256": _sha256(checkpoint),
+        "config_sha256": _sha256(config_path),
+        "coqui_tts": TTS.__version__,
+        "torch": torch.__version__,
+    }
+    manifest = manifest_of(model, sources=sources)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path, manifest_path = out_dir / ONNX_NAME, out_dir / MANIFEST_NAME
+    model.export_onnx(output_path=str(onnx_path), verbose=False)
+    manifest_path.write_text(manifest.to_json(), encoding="utf-8")
+    return {
+        "onnx": str(onnx_path),
+        "manifest": str(manifest_path),
+        "load_s": loaded - started,
+        "export_s": time.perf_counter() - loaded,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        result = export(args.checkpoint, args.config, args.out)
+    except InvalidVoiceFiles as refusal:
+        print(json.dumps({"error": refusal.message, "param": refusal.param}))
+        sys.exit(REFUSED)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
