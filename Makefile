@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 COQUI_VENV := .venv-coqui
 COQUI_STAMP := $(COQUI_VENV)/.installed
 
-.PHONY: run test lint bench clean coqui
+.PHONY: run test lint bench clean coqui chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,12 @@ coqui: $(COQUI_STAMP)
 run: $(STAMP)
 	$(BIN)/voicepocket serve
 
-test: $(STAMP) $(COQUI_STAMP)
+# Browser tests drive Debian's chromium (never a browser download).
+chromium:
+	command -v chromium >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: $(STAMP) $(COQUI_STAMP) chromium
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy src/voicepocket/pool.py src/voicepocket/voices
 	$(BIN)/pytest --durations=15

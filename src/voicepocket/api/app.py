@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from voicepocket import __version__
-from voicepocket.api import errors, ops, speech, syntheses, voices
+from voicepocket.api import errors, ops, page, speech, syntheses, voices
 from voicepocket.api.admission import Admission, FairScheduler
 from voicepocket.api.metrics import Metrics
 from voicepocket.api.state import Lifecycle, Services
@@ -56,8 +56,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    for module in (speech, syntheses, voices, ops):
+    for module in (speech, syntheses, voices, ops, page):
         app.include_router(module.router)
+    app.mount("/static", page.static_files, name="static")
     app.add_middleware(RequestContext, upload_limit=2 * settings.max_upload_bytes + 1024**2)
     return app
 
