@@ -63,8 +63,8 @@ def vits_config(language: str, *, full: bool = False, **overrides: Any) -> VitsC
         )
     else:
         settings = dict(text_cleaner="english_cleaners")
-    settings.update(overrides)
-    return VitsConfig(model_args=args, use_phonemes=False, add_blank=True, **settings)
+    return VitsConfig(**{"model_args": args, "use_phonemes": False, "add_blank": True,
+                         **settings, **overrides})  # fmt: skip
 
 
 def save_checkpoint(model: Vits, folder: Path, *, step: int = 1000) -> tuple[Path, Path]:

@@ -10,10 +10,21 @@ import runpy
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from voicepocket import audio
 from voicepocket.engine import Engine
@@ -79,9 +90,16 @@ def say(
     engine = _engine()
     try:
         started = time.perf_counter()
-        with engine.speak(voice, text, params=SynthesisParams(speed=speed)) as speech:
+        with engine.speak(
+            voice, text, params=SynthesisParams(speed=speed), max_chars=None
+        ) as speech:
             chunks = _Timeline(speech)
-            size = _write(chunks, fmt, output)
+            if output == "-" or len(speech.chunks) < 2:
+                size = _write(chunks, fmt, output)
+            else:
+                with _progress_bar() as bar:
+                    task = bar.add_task("Synthesizing", total=len(speech.chunks))
+                    size = _write(_advancing(chunks, bar, task), fmt, output)
         elapsed = time.perf_counter() - started
     except VoicePocketError as error:
         raise _fail(error) from error
@@ -93,6 +111,27 @@ def say(
         f"-> {target} ({fmt}, {size} bytes)",
         err=True,
     )
+
+
+def _progress_bar() -> Progress:
+    """Chunks done of total, on stderr (stdout may be the audio)."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("chunks"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+    )
+
+
+def _advancing(
+    chunks: Iterable[AudioChunk], bar: Progress, task: TaskID
+) -> Iterator[AudioChunk]:
+    for chunk in chunks:
+        bar.advance(task)
+        yield chunk
 
 
 class _Timeline:
@@ -240,14 +279,67 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="Key id or prefix.")]
 
 
 @app.command()
+def gc(
+    days: Annotated[
+        float | None,
+        typer.Option(help="Days of audio to keep (default: VOICEPOCKET_AUDIO_RETENTION_DAYS)."),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="Only count what would be deleted.")] = False,
+) -> None:
+    """Delete stored audio older than the retention period, with its synthesis records."""
+    settings = Settings()
+    days = settings.audio_retention_days if days is None else days
+    if days <= 0:
+        typer.echo("audio retention is off (VOICEPOCKET_AUDIO_RETENTION_DAYS=0): nothing deleted")
+        return
+    engine = _engine()
+    try:
+        now, older_than = datetime.now(UTC), timedelta(days=days)
+        syntheses = engine.registry.syntheses
+        # A record is written just after its audio: the margin covers that gap.
+        records = {
+            s.storage_key: s for s in syntheses.older_than(now - older_than + timedelta(hours=1))
+        }
+
+        def drop_record(key: str) -> None:
+            record = records.pop(key, None)
+            if record is not None:
+                syntheses.delete(record)
+
+        report = engine.audio.expire(
+            older_than=older_than, now=now, before_delete=drop_record, dry_run=dry_run
+        )
+        for record in records.values():  # records whose audio was already gone
+            created = record.created_at.replace(tzinfo=record.created_at.tzinfo or UTC)
+            expired = not dry_run and created < now - older_than
+            if expired and not engine.audio.objects.exists(record.storage_key):
+                syntheses.delete(record)
+    except VoicePocketError as error:
+        raise _fail(error) from error
+    finally:
+        engine.close()
+    verb = "would delete" if dry_run else "deleted"
+    typer.echo(
+        f"{verb} {len(report.deleted)} audio objects older than {days:g} days "
+        f"(kept {report.kept}; unfinished uploads aborted: {report.aborted_writes})"
+    )
+
+
+@app.command()
 def bench(
     runs: Annotated[int, typer.Option(help="Timed runs per row.")] = 7,
     threads: Annotated[
         int | None, typer.Option(help="Our intra-op threads (default: all cores, as Piper).")
     ] = None,
+    suite: Annotated[
+        str,
+        typer.Option(help="bench/<suite>.py: core (vs Piper), seed (vs the coqui seed's paths)."),
+    ] = "core",
 ) -> None:
     """Benchmark the engine against a Piper user's way (needs a source checkout: bench/)."""
-    script = Path(__file__).resolve().parents[2] / "bench" / "core.py"
+    if not suite.isidentifier():
+        raise typer.BadParameter(f"no bench suite {suite!r}")
+    script = Path(__file__).resolve().parents[2] / "bench" / f"{suite}.py"
     if not script.exists():
         raise typer.BadParameter(f"{script} not found: run from a source checkout")
     sys.argv = [str(script), "--runs", str(runs)]

@@ -23,7 +23,7 @@ from voicepocket.registry import Registry, VoiceRecord, make_engine
 from voicepocket.registry.ids import VoiceRef
 from voicepocket.registry.repository import ModelRepository
 from voicepocket.settings import Settings
-from voicepocket.store import AudioStore, ObjectStore
+from voicepocket.store import AudioStore, ObjectStore, StorageOptions
 from voicepocket.text import prepare
 from voicepocket.voices import AudioChunk, SynthesisParams, Voice, load_voice
 
@@ -81,7 +81,8 @@ class Engine:
         self.registry = Registry(
             engine=make_engine(settings.database_url),
             models=ModelRepository(
-                ObjectStore(settings.models_url), cache_dir=settings.home / "cache" / "models"
+                ObjectStore(settings.models_url, options=StorageOptions.from_settings(settings)),
+                cache_dir=settings.home / "cache" / "models",
             ),
             work_dir=settings.home / "tmp",
             max_upload_bytes=settings.max_upload_bytes,
@@ -92,7 +93,9 @@ class Engine:
         self.pool: VoicePool[Voice] = VoicePool(
             budget_bytes=settings.pool_bytes, wait_s=settings.pool_wait_s
         )
-        self.audio = AudioStore(ObjectStore(settings.store_url))
+        self.audio = AudioStore(
+            ObjectStore(settings.store_url, options=StorageOptions.from_settings(settings))
+        )
         self.default_pool_key: str | None = None
         """Pool key of the default voice, once started."""
 
@@ -135,12 +138,16 @@ class Engine:
         caller: str | None = None,
         params: SynthesisParams | None = None,
         first_chunk_chars: int | None = None,
+        max_chars: int | None = -1,
     ) -> Speech:
-        """Open a synthesis of ``text`` in ``voice`` as ``caller`` would see it."""
-        if len(text) > self.settings.max_input_chars:
+        """Open a synthesis of ``text`` in ``voice`` as ``caller`` would see it.
+
+        ``max_chars`` bounds the input: by default ``VOICEPOCKET_MAX_INPUT_CHARS``; a
+        background job passes its own larger limit, the local operator ``None``."""
+        limit = self.settings.max_input_chars if max_chars == -1 else max_chars
+        if limit is not None and len(text) > limit:
             raise TextTooLong(
-                f"Input is {len(text)} characters; the limit is {self.settings.max_input_chars}.",
-                param="input",
+                f"Input is {len(text)} characters; the limit is {limit}.", param="input"
             )
         record = self.registry.resolve(voice, caller=caller)
         lease = self.lease(record)

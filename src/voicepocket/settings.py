@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -85,6 +85,54 @@ class Settings(BaseSettings):
 
     drain_s: float = Field(default=30.0, ge=0)
     """On SIGTERM, how long in-flight requests may take to finish, in seconds."""
+
+    max_job_chars: int = Field(default=200_000, gt=0)
+    """Longest text an asynchronous job may carry, in characters (a book's chapter or two)."""
+
+    job_lease_s: float = Field(default=30.0, gt=0)
+    """A running job whose runner has not reported for this long is re-run, in seconds."""
+
+    storage_timeout_s: float = Field(default=30.0, gt=0)
+    """Timeout of one object-storage request (connecting, and waiting for a reply), in
+    seconds."""
+
+    storage_attempts: int = Field(default=3, ge=1, le=10)
+    """Tries of one object-storage request before it fails (``StorageError``, HTTP 503)."""
+
+    s3_endpoint_url: str = ""
+    """S3 endpoint for ``s3://`` URLs (SeaweedFS, MinIO, R2, ...); empty: AWS itself."""
+
+    s3_access_key_id: str = ""
+    """S3 access key id; empty: botocore's own credential chain (``AWS_*``, ~/.aws, an
+    instance role)."""
+
+    s3_secret_access_key: SecretStr = SecretStr("")
+    """S3 secret access key, with ``s3_access_key_id``."""
+
+    s3_region: str = ""
+    """S3 region; empty: botocore's default."""
+
+    gcs_endpoint_url: str = ""
+    """GCS endpoint for ``gs://`` URLs (an emulator); empty: Google itself, or gcsfs's own
+    ``STORAGE_EMULATOR_HOST``."""
+
+    gcs_project: str = ""
+    """GCP project; empty: the credentials' own."""
+
+    gcs_token: str = ""
+    """How gcsfs authenticates: a service-account JSON file (which can also sign URLs),
+    ``anon``, ``cloud`` or ``google_default`` (what empty means)."""
+
+    signed_url_expiry_s: int = Field(default=900, ge=1, le=7 * 24 * 3600)
+    """Lifetime of a signed URL to stored audio, in seconds."""
+
+    audio_redirect: bool = False
+    """``GET /v1/syntheses/{id}/audio`` redirects to a signed URL where the store can sign
+    one (S3; GCS with service-account credentials) instead of streaming through us."""
+
+    audio_retention_days: float = Field(default=0.0, ge=0)
+    """Stored audio older than this many days is deleted by ``voicepocket gc``; 0 keeps it
+    forever."""
 
     @model_validator(mode="after")
     def _fill_defaults_under_home(self) -> Settings:

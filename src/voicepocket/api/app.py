@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from voicepocket import __version__
-from voicepocket.api import errors, ops, page, speech, syntheses, voices
+from voicepocket.api import errors, jobs, ops, page, speech, syntheses, voices
 from voicepocket.api.admission import Admission, FairScheduler
 from voicepocket.api.metrics import Metrics
 from voicepocket.api.state import Lifecycle, Services
@@ -42,11 +42,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await run_in_threadpool(build_services, settings)
         app.state.services = services
+        runner = jobs.JobRunner(synthesizer=services.synthesizer, lease_s=settings.job_lease_s)
+        runner.start()
         services.lifecycle = Lifecycle.READY
         try:
             yield
         finally:
             services.lifecycle = Lifecycle.DRAINING
+            await run_in_threadpool(runner.stop)
             await run_in_threadpool(services.engine.close)
 
     app = FastAPI(
@@ -56,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    for module in (speech, syntheses, voices, ops, page):
+    for module in (speech, syntheses, jobs, voices, ops, page):
         app.include_router(module.router)
     app.mount("/static", page.static_files, name="static")
     app.add_middleware(RequestContext, upload_limit=2 * settings.max_upload_bytes + 1024**2)

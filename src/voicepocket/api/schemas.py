@@ -49,12 +49,17 @@ class SpeechRequest(BaseModel):
 class SynthesisRequest(BaseModel):
     """``POST /v1/syntheses``: synthesize and store."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     voice: str = Field(max_length=200)
     input: str
     response_format: str = Field(default="mp3", max_length=16)
     speed: float = Field(default=1.0, ge=0.25, le=4.0)
+    run_async: bool = Field(
+        default=False,
+        alias="async",
+        description="Answer 202 with a job at once (automatic above VOICEPOCKET_MAX_INPUT_CHARS).",
+    )
 
 
 class SynthesisOut(BaseModel):

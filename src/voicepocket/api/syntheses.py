@@ -4,13 +4,17 @@ fetch, delete — each owner sees only their own."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from voicepocket import audio
 from voicepocket.api.deps import App, Caller
+from voicepocket.api.jobs import JobOut, job_out
 from voicepocket.api.schemas import ListOf, SynthesisOut, SynthesisRequest
 from voicepocket.api.speech import ERRORS
+from voicepocket.api.state import Services
+from voicepocket.errors import EmptyText, TextTooLong
+from voicepocket.registry.jobs import Job
 from voicepocket.registry.models import utcnow
 from voicepocket.registry.syntheses import Synthesis, SynthesisRegistry
 from voicepocket.store import AudioStore
@@ -32,10 +36,17 @@ def _out(synthesis: Synthesis) -> SynthesisOut:
     )
 
 
-@router.post("", status_code=201)
-async def create_synthesis(body: SynthesisRequest, owner: Caller, app: App) -> SynthesisOut:
-    """Synthesize ``input`` and store the audio; answers once it is stored."""
+@router.post("", status_code=201, response_model=SynthesisOut, responses={202: {"model": JobOut}})
+async def create_synthesis(
+    body: SynthesisRequest, owner: Caller, app: App
+) -> SynthesisOut | JSONResponse:
+    """Synthesize ``input`` and store the audio; answers once it is stored. With
+    ``"async": true``, or for input longer than VOICEPOCKET_MAX_INPUT_CHARS, answers 202
+    with a job to follow at ``GET /v1/jobs/{id}``."""
     fmt = audio.check_format(body.response_format)
+    if body.run_async or len(body.input) > app.settings.max_input_chars:
+        job = await run_in_threadpool(_submit_job, app, owner, body, fmt)
+        return JSONResponse(job_out(job).model_dump(mode="json"), status_code=202)
     synthesizer = app.synthesizer
     job = await synthesizer.open(
         owner=owner, voice=body.voice, text=body.input, fmt=fmt,
@@ -64,6 +75,22 @@ async def create_synthesis(body: SynthesisRequest, owner: Caller, app: App) -> S
         await run_in_threadpool(objects.delete, key)
         raise
     return _out(synthesis)
+
+
+def _submit_job(app: Services, owner: str, body: SynthesisRequest, fmt: str) -> Job:
+    """Check what can be checked now (voice, length, text), then queue the job."""
+    if len(body.input) > app.settings.max_job_chars:
+        raise TextTooLong(
+            f"Input is {len(body.input)} characters; the limit for a job is "
+            f"{app.settings.max_job_chars}.",
+            param="input",
+        )
+    if not body.input.strip():
+        raise EmptyText("Input has no text the voice can speak.", param="input")
+    app.engine.registry.resolve(body.voice, caller=owner)
+    return app.engine.registry.jobs.create(
+        owner=owner, voice=body.voice, text=body.input, fmt=fmt, speed=body.speed
+    )
 
 
 @router.get("")

@@ -28,10 +28,13 @@ T = TypeVar("T")
 
 
 @dataclass(slots=True)
-class Job:
-    """One admitted, opened synthesis."""
+class OpenSynthesis:
+    """One opened synthesis (admitted, unless it is a background job's)."""
 
-    ticket: Ticket
+    owner: str
+    """Who asked: the unit of fairness."""
+    ticket: Ticket | None
+    """Its admission, released when the audio ends; ``None`` for background jobs."""
     speech: Speech
     format: str
     admitted_at: float
@@ -64,7 +67,7 @@ class Synthesizer:
 
     async def open(
         self, *, owner: str, voice: str, text: str, fmt: str, params: SynthesisParams
-    ) -> Job:
+    ) -> OpenSynthesis:
         """Admit (or 429) and open a synthesis: every input error is raised here."""
         ticket = self.admission.admit(owner)
         admitted_at = time.perf_counter()
@@ -81,19 +84,28 @@ class Synthesizer:
         except BaseException:
             self.admission.release(ticket)
             raise
-        return Job(ticket, speech, fmt, admitted_at, input_chars=len(text))
+        return OpenSynthesis(owner, ticket, speech, fmt, admitted_at, input_chars=len(text))
 
     async def run(self, function: Callable[[], T]) -> T:
         """Run blocking ``function`` on a synthesis thread."""
         return await anyio.to_thread.run_sync(function, limiter=self.limiter)
 
-    def audio(self, job: Job, *, progressive: bool = True) -> Iterator[bytes]:
-        """The encoded audio of ``job``; always releases its lease and ticket."""
+    def audio(
+        self,
+        job: OpenSynthesis,
+        *,
+        progressive: bool = True,
+        on_chunk: Callable[[int], None] | None = None,
+    ) -> Iterator[bytes]:
+        """The encoded audio of ``job``; always releases its lease and ticket.
+        ``on_chunk(n)`` is called after the n-th chunk is synthesized."""
         try:
             with StreamEncoder(
                 job.format, sample_rate=job.speech.sample_rate, progressive=progressive
             ) as encoder:
-                for chunk in self._chunks(job):
+                for done, chunk in enumerate(self._chunks(job), start=1):
+                    if on_chunk is not None:
+                        on_chunk(done)
                     block = encoder.encode(chunk.samples)
                     if block:
                         self._first_audio(job)
@@ -104,12 +116,13 @@ class Synthesizer:
                 yield tail
         finally:
             job.speech.close()
-            self.admission.release(job.ticket)
+            if job.ticket is not None:
+                self.admission.release(job.ticket)
 
-    def _chunks(self, job: Job) -> Iterator[AudioChunk]:
+    def _chunks(self, job: OpenSynthesis) -> Iterator[AudioChunk]:
         iterator = iter(job.speech)
         while True:
-            with self.scheduler.slot(job.ticket.owner):
+            with self.scheduler.slot(job.owner):
                 started = time.perf_counter()
                 chunk = next(iterator, None)
                 elapsed = time.perf_counter() - started
@@ -122,7 +135,7 @@ class Synthesizer:
                 self.metrics.real_time_factor.observe(elapsed / chunk.duration_s)
             yield chunk
 
-    def _first_audio(self, job: Job) -> None:
+    def _first_audio(self, job: OpenSynthesis) -> None:
         if job.first_audio_at is None:
             job.first_audio_at = time.perf_counter()
             self.metrics.time_to_first_audio.observe(job.first_audio_at - job.admitted_at)

@@ -30,6 +30,7 @@ from voicepocket.errors import (
     VoiceTooLarge,
 )
 from voicepocket.registry.ids import VoiceRef, check_name
+from voicepocket.registry.jobs import JobRegistry
 from voicepocket.registry.keys import KeyRegistry
 from voicepocket.registry.models import OwnerRow, VoiceRow, utcnow
 from voicepocket.registry.repository import CONFIG_NAME, MODEL_NAME, ModelRepository, sha256_of
@@ -131,6 +132,7 @@ class Registry:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self.keys = KeyRegistry(self._sessions)
         self.syntheses = SynthesisRegistry(self._sessions)
+        self.jobs = JobRegistry(self._sessions)
         self._work_dir = work_dir
         self._max_upload_bytes = max_upload_bytes
         self._pool_budget_bytes = pool_budget_bytes
@@ -318,7 +320,9 @@ class Registry:
 
     def model_path(self, record: VoiceRecord) -> Path:
         """A local path to load the voice from."""
-        return self.models.model_path(record.model_key, record.model_sha256)
+        return self.models.model_path(
+            record.model_key, record.model_sha256, config_sha256=record.config_sha256
+        )
 
     def _find(self, owner: str, slug: str) -> VoiceRow | None:
         with self._sessions() as session:

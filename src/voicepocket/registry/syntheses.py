@@ -68,6 +68,13 @@ class SynthesisRegistry:
             session.add(SynthesisRow(**{n: getattr(synthesis, n) for n in Synthesis.__slots__}))
         return synthesis
 
+    def record_once(self, synthesis: Synthesis) -> Synthesis:
+        """Record ``synthesis`` unless a record with its id exists (a re-run job)."""
+        with self._sessions() as session:
+            if session.get(SynthesisRow, synthesis.id) is not None:
+                return synthesis
+        return self.record(synthesis)
+
     def get(self, synthesis_id: str, *, owner: str) -> Synthesis:
         """The caller's synthesis ``synthesis_id``; anyone else's is ``NotFound``."""
         with self._sessions() as session:

@@ -60,6 +60,9 @@ def session_options(threads: int) -> onnxruntime.SessionOptions:
     # As for Piper voices: the arena would keep the peak of every input length it has seen,
     # which the pool's byte budget cannot account for.
     options.enable_cpu_mem_arena = False
+    # Idle intra-op threads sleep instead of spinning: a spinning thread burns a core that
+    # another request (or the other thread of this one) needs on a small, shared machine.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
 

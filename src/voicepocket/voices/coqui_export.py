@@ -11,7 +11,11 @@ Runs in the coqui environment (``voicepocket[coqui]``, ``make coqui``), started 
 3. Only the generator is built (``init_discriminator=False``; the discriminator is 56% of a
    trainer checkpoint and unused for inference) and its weights loaded strictly, so a
    checkpoint of another architecture or size fails here.
-4. coqui's own ``Vits.export_onnx`` writes the model (weight norm folded, the three noise and
+4. The HiFi-GAN waveform decoder (about 90% of inference time, all 1-D convolutions) is
+   rebuilt with equivalent 2-D convolutions of height 1 over a 4-D tensor, which lets
+   onnxruntime run it with its blocked-layout (NCHWc) convolution kernels instead of
+   im2col + GEMM (``--plain`` skips this; ``bench/seed.py`` measures the gain).
+5. coqui's own ``Vits.export_onnx`` writes the model (weight norm folded, the three noise and
    length scales as an input), and the manifest records what the tokenizer needs.
 
 Exit status 0 prints one JSON line ``{"onnx": ..., "manifest": ...}``; status 3 prints
@@ -112,6 +116,59 @@ def build_generator(raw_config: dict[str, Any], weights: dict[str, Any]) -> Any:
     return model
 
 
+def decoder_as_2d(model: Any) -> bool:
+    """Swap the waveform decoder's 1-D convolutions for equal 2-D ones (kernel 1 x k) and
+    run it on ``[B, C, 1, T]``; its other operations (leaky ReLU, sums, tanh) do not care
+    about rank. Returns False, changing nothing, for decoders with parts this does not
+    cover (speaker conditioning, a linear input layer, non-integer padding)."""
+    import torch
+
+    one_d = torch.nn.Conv1d | torch.nn.ConvTranspose1d
+    decoder = model.waveform_decoder
+    convs = [m for m in decoder.modules() if isinstance(m, one_d)]
+    if (
+        any(hasattr(decoder, name) for name in ("cond_layer", "lin_pre"))
+        or getattr(decoder, "cond_in_each_up_layer", False)
+        or any(isinstance(c.padding, str) or c.padding_mode != "zeros" for c in convs)
+    ):
+        return False
+    for parent in list(decoder.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, one_d):
+                setattr(parent, name, _as_2d(child))
+
+    class Rank4(torch.nn.Module):  # type: ignore[misc]
+        """The decoder on ``x.unsqueeze(2)``, its output squeezed back to ``[B, 1, T]``."""
+
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: Any, g: Any = None) -> Any:
+            return self.inner(x.unsqueeze(2), g=g).squeeze(2)
+
+    model.waveform_decoder = Rank4(decoder)
+    return True
+
+
+def _as_2d(conv: Any) -> Any:
+    import torch
+
+    transposed = isinstance(conv, torch.nn.ConvTranspose1d)
+    cls = torch.nn.ConvTranspose2d if transposed else torch.nn.Conv2d
+    extra = {"output_padding": (0, conv.output_padding[0])} if transposed else {}
+    flat = cls(
+        conv.in_channels, conv.out_channels, (1, conv.kernel_size[0]),
+        stride=(1, conv.stride[0]), padding=(0, conv.padding[0]),
+        dilation=(1, conv.dilation[0]), groups=conv.groups, bias=conv.bias is not None, **extra,
+    )  # fmt: skip
+    with torch.no_grad():  # conv.weight is the weight-normed weight, computed
+        flat.weight.copy_(conv.weight.detach().unsqueeze(2))
+        if conv.bias is not None:
+            flat.bias.copy_(conv.bias.detach())
+    return flat
+
+
 def manifest_of(model: Any, *, sources: dict[str, str]) -> CoquiManifest:
     """The manifest of a built model, read from coqui's own tokenizer and audio processor."""
     from TTS.utils.audio.numpy_transforms import db_to_amp
@@ -149,7 +206,9 @@ def manifest_of(model: Any, *, sources: dict[str, str]) -> CoquiManifest:
     return CoquiManifest.from_dict(json.loads(manifest.to_json()))  # the checks serving runs
 
 
-def export(checkpoint: Path, config_path: Path, out_dir: Path) -> dict[str, Any]:
+def export(
+    checkpoint: Path, config_path: Path, out_dir: Path, *, plain: bool = False
+) -> dict[str, Any]:
     """Validate, load, export; returns paths and timings."""
     import torch
     import TTS
@@ -168,6 +227,7 @@ def export(checkpoint: Path, config_path: Path, out_dir: Path) -> dict[str, Any]
         "torch": torch.__version__,
     }
     manifest = manifest_of(model, sources=sources)
+    decoder_2d = False if plain else decoder_as_2d(model)
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path, manifest_path = out_dir / ONNX_NAME, out_dir / MANIFEST_NAME
     model.export_onnx(output_path=str(onnx_path), verbose=False)
@@ -177,6 +237,7 @@ def export(checkpoint: Path, config_path: Path, out_dir: Path) -> dict[str, Any]
         "manifest": str(manifest_path),
         "load_s": loaded - started,
         "export_s": time.perf_counter() - loaded,
+        "decoder_2d": decoder_2d,
     }
 
 
@@ -185,10 +246,11 @@ def main() -> None:
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("config", type=Path)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--plain", action="store_true", help="coqui's export as it is")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
-        result = export(args.checkpoint, args.config, args.out)
+        result = export(args.checkpoint, args.config, args.out, plain=args.plain)
     except InvalidVoiceFiles as refusal:
         print(json.dumps({"error": refusal.message, "param": refusal.param}))
         sys.exit(REFUSED)
