@@ -92,6 +92,13 @@ class Settings(BaseSettings):
     job_lease_s: float = Field(default=30.0, gt=0)
     """A running job whose runner has not reported for this long is re-run, in seconds."""
 
+    cache_url: str = ""
+    """fsspec URL of the output cache (identical requests answered from storage); empty
+    means ``{home}/cache/audio``."""
+
+    cache_max_age_s: int = Field(default=86_400, ge=0)
+    """``Cache-Control: max-age`` of audio responses, in seconds."""
+
     storage_timeout_s: float = Field(default=30.0, gt=0)
     """Timeout of one object-storage request (connecting, and waiting for a reply), in
     seconds."""
@@ -134,6 +141,37 @@ class Settings(BaseSettings):
     """Stored audio older than this many days is deleted by ``voicepocket gc``; 0 keeps it
     forever."""
 
+    redis_url: str = ""
+    """Redis of a cluster (``redis://host:6379/0``, ``unix:///path/redis.sock``): per-key
+    request counts shared by every ingress replica, voice-eviction broadcasts and replica
+    stats. Empty: each process counts alone (enough on one machine). Never holds models."""
+
+    redis_prefix: str = "voicepocket:"
+    """Prefix of every Redis key and channel VoicePocket uses."""
+
+    cluster_workers: int = Field(default=2, ge=1)
+    """``serve --cluster``: voice-worker replicas (each a byte-budgeted pool of
+    ``pool_bytes`` and ``workers`` inference slots)."""
+
+    cluster_ingress_replicas: int = Field(default=1, ge=1)
+    """``serve --cluster``: replicas of the HTTP ingress (the FastAPI app)."""
+
+    cluster_worker_cpus: float = Field(default=0.5, gt=0)
+    """CPUs Ray reserves per voice-worker replica (fractional, so a 2-core machine fits)."""
+
+    cluster_ingress_cpus: float = Field(default=0.25, gt=0)
+    """CPUs Ray reserves per ingress replica."""
+
+    cluster_max_ongoing: int = Field(default=64, ge=1)
+    """Requests one replica takes at once; high, so a busy replica is not skipped for one
+    that must load the voice again."""
+
+    cluster_object_store_bytes: int = Field(default=256 * 1024**2, ge=75 * 1024**2)
+    """Object store of a Ray instance ``serve --cluster auto`` starts itself, in bytes."""
+
+    cluster_temp_dir: str = ""
+    """Ray's temp dir when ``serve --cluster auto`` starts Ray itself; empty: Ray's own."""
+
     @model_validator(mode="after")
     def _fill_defaults_under_home(self) -> Settings:
         home = self.home.expanduser()
@@ -144,4 +182,6 @@ class Settings(BaseSettings):
             object.__setattr__(self, "store_url", str(home / "audio"))
         if not self.models_url:
             object.__setattr__(self, "models_url", str(home / "models"))
+        if not self.cache_url:
+            object.__setattr__(self, "cache_url", str(home / "cache" / "audio"))
         return self

@@ -59,9 +59,10 @@ def test_every_format_streams_decodable_speech(server: Server, fmt: str) -> None
 
 def test_streamed_body_equals_a_whole_read(server: Server) -> None:
     body = {"input": PARAGRAPH, "voice": "joe", "response_format": "wav", **DETERMINISTIC}
+    fresh = {"Cache-Control": "no-cache"}  # both synthesized, neither from the cache
     with server.client() as client:
-        whole = client.post("/v1/audio/speech", json=body).content
-        with client.stream("POST", "/v1/audio/speech", json=body) as response:
+        whole = client.post("/v1/audio/speech", json=body, headers=fresh).content
+        with client.stream("POST", "/v1/audio/speech", json=body, headers=fresh) as response:
             pieces = list(response.iter_raw())
     assert len(pieces) > 1  # progressive: several body chunks, not one buffer
     streamed, _ = decode(b"".join(pieces), "wav")
@@ -251,3 +252,24 @@ def test_request_id_is_echoed(server: Server) -> None:
     with server.client(owner=None) as client:
         response = client.get("/healthz", headers={"X-Request-ID": "trace-123"})
     assert response.headers["x-request-id"] == "trace-123"
+
+
+def test_identical_request_is_answered_from_the_cache(server: Server) -> None:
+    body = {"input": "A sentence worth caching, said once.", "voice": "joe",
+            "response_format": "opus"}  # fmt: skip
+    with server.client("nina") as nina, server.client("omar") as omar:
+        chunks_before = _metric(nina.get("/metrics").text, "voicepocket_chunks_synthesized_total")
+        first = nina.post("/v1/audio/speech", json=body)
+        etag = first.headers["etag"]
+        assert first.headers["cache-control"].startswith("private, max-age=")
+        middle = _metric(nina.get("/metrics").text, "voicepocket_chunks_synthesized_total")
+        again = nina.post("/v1/audio/speech", json=body)
+        after = _metric(nina.get("/metrics").text, "voicepocket_chunks_synthesized_total")
+        assert middle > chunks_before and after == middle  # no synthesis for the repeat
+        assert again.content == first.content and again.headers["etag"] == etag
+        assert nina.post("/v1/audio/speech", json=body,
+                         headers={"If-None-Match": etag}).status_code == 304
+        # Another owner's identical request is theirs alone: synthesized, not shared.
+        other = omar.post("/v1/audio/speech", json=body)
+        assert other.headers["etag"] != etag
+        assert _metric(nina.get("/metrics").text, "voicepocket_output_cache_hits_total") >= 1

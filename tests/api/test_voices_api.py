@@ -146,3 +146,21 @@ def test_default_voice_cannot_be_deleted(server: Server) -> None:
         assert client.post("/v1/audio/speech",
                            json={"input": "Still here.", "voice": "joe"}).status_code == 200
 
+
+
+def test_deleting_a_voice_purges_its_cached_outputs(server: Server) -> None:
+    cache = server.home / "cache" / "audio"
+
+    def voice_dirs() -> set[str]:
+        found = cache.iterdir() if cache.exists() else []
+        return {p.name for p in found if not p.name.startswith(".")}
+
+    with server.client("pat") as pat:
+        assert upload(pat, "cached").status_code == 201
+        before = voice_dirs()
+        body = {"input": "Remember me.", "voice": "cached", "response_format": "wav"}
+        assert pat.post("/v1/audio/speech", json=body).status_code == 200
+        (new,) = voice_dirs() - before
+        assert any((cache / new).iterdir())
+        assert pat.delete("/v1/voices/cached").status_code == 204
+        assert new not in voice_dirs()

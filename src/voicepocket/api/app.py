@@ -8,7 +8,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -19,12 +19,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from voicepocket import __version__
 from voicepocket.api import errors, jobs, ops, page, speech, syntheses, voices
 from voicepocket.api.admission import Admission, FairScheduler
+from voicepocket.api.cache import OutputCache
 from voicepocket.api.metrics import Metrics
 from voicepocket.api.state import Lifecycle, Services
 from voicepocket.api.synthesis import Synthesizer
 from voicepocket.engine import Engine
 from voicepocket.errors import Draining, PayloadTooLarge
 from voicepocket.settings import Settings
+from voicepocket.store import ObjectStore, StorageOptions
 
 _LOGGER = logging.getLogger("voicepocket.access")
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -34,13 +36,17 @@ ALWAYS_SERVED = ("/healthz", "/readyz", "/metrics")
 DEMO_OWNER = "demo"
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The service as an ASGI app; nothing is built until its lifespan starts."""
+def create_app(
+    settings: Settings | None = None, *, build: Callable[[Settings], Services] | None = None
+) -> FastAPI:
+    """The service as an ASGI app; nothing is built until its lifespan starts, by
+    ``build`` (default ``build_services``; a cluster ingress passes its own)."""
     settings = settings or Settings()
+    build = build or build_services
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = await run_in_threadpool(build_services, settings)
+        services = await run_in_threadpool(build, settings)
         app.state.services = services
         runner = jobs.JobRunner(synthesizer=services.synthesizer, lease_s=settings.job_lease_s)
         runner.start()
@@ -66,13 +72,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def build_services(settings: Settings) -> Services:
-    """Start the engine (migrations, default voice warm) and everything around it."""
-    engine = Engine(settings)
-    engine.start(prewarm=True)
+def build_services(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    admission: Admission | None = None,
+    scheduler: FairScheduler | None = None,
+) -> Services:
+    """Start the engine (migrations, default voice warm) and everything around it. A
+    cluster ingress passes a started engine of its own, shared admission and a scheduler."""
+    if engine is None:
+        engine = Engine(settings)
+        engine.start(prewarm=True)
     ensure_demo_key(engine, settings)
-    scheduler = FairScheduler(workers=settings.workers)
-    admission = Admission(
+    scheduler = scheduler or FairScheduler(workers=settings.workers)
+    admission = admission or Admission(
         capacity=settings.workers + settings.queue_size, per_owner=settings.per_key_requests
     )
     metrics = Metrics(pool_stats=engine.pool.stats, queue_depth=lambda: scheduler.waiting)
@@ -84,7 +98,13 @@ def build_services(settings: Settings) -> Services:
         first_chunk_chars=settings.first_chunk_chars,
         threads=settings.workers + settings.queue_size + 4,
     )
-    return Services(settings=settings, engine=engine, synthesizer=synthesizer, metrics=metrics)
+    cache = OutputCache(
+        ObjectStore(settings.cache_url, options=StorageOptions.from_settings(settings)),
+        max_age_s=settings.cache_max_age_s,
+    )
+    return Services(
+        settings=settings, engine=engine, synthesizer=synthesizer, metrics=metrics, cache=cache
+    )
 
 
 def ensure_demo_key(engine: Engine, settings: Settings) -> None:

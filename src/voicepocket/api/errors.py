@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from voicepocket.errors import CapacityError, RateLimited, VoicePocketError
+from voicepocket.errors import CapacityError, RateLimited, StorageError, VoicePocketError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -31,6 +31,8 @@ def from_error(error: VoicePocketError) -> JSONResponse:
     headers = None
     if isinstance(error, RateLimited | CapacityError):
         headers = {"Retry-After": str(max(1, round(error.retry_after_s)))}
+    elif isinstance(error, StorageError):
+        headers = {"Retry-After": "5"}
     return error_response(
         error.status,
         error.message,

@@ -84,6 +84,16 @@ class Metrics:
             "Text chunks synthesized",
             registry=self.registry,
         )
+        self.cache_hits = Counter(
+            "voicepocket_output_cache_hits",
+            "Speech requests answered from the output cache",
+            registry=self.registry,
+        )
+        self.cache_misses = Counter(
+            "voicepocket_output_cache_misses",
+            "Speech requests synthesized (and then cached)",
+            registry=self.registry,
+        )
         queue = Gauge(
             "voicepocket_queue_depth",
             "Text chunks waiting for an inference slot",

@@ -6,6 +6,7 @@ import enum
 import threading
 from dataclasses import dataclass, field
 
+from voicepocket.api.cache import OutputCache
 from voicepocket.api.metrics import Metrics
 from voicepocket.api.synthesis import Synthesizer
 from voicepocket.engine import Engine
@@ -45,5 +46,6 @@ class Services:
     engine: Engine
     synthesizer: Synthesizer
     metrics: Metrics
+    cache: OutputCache
     lifecycle: Lifecycle = Lifecycle.STARTING
     in_flight: InFlight = field(default_factory=InFlight)

@@ -4,7 +4,7 @@ fetch, delete — each owner sees only their own."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from voicepocket import audio
@@ -113,18 +113,30 @@ async def get_synthesis(synthesis_id: str, owner: Caller, app: App) -> Synthesis
     response_class=StreamingResponse,
     responses={200: {"content": {t: {} for t in audio.MEDIA_TYPES.values()}}},
 )
-async def get_synthesis_audio(synthesis_id: str, owner: Caller, app: App) -> StreamingResponse:
-    """The stored audio, streamed from storage."""
+async def get_synthesis_audio(synthesis_id: str, owner: Caller, app: App) -> Response:
+    """The stored audio, streamed from storage; with ``VOICEPOCKET_AUDIO_REDIRECT`` a 307
+    to a short-lived signed URL instead, where the store can sign (GCS, S3)."""
     synthesis = await run_in_threadpool(
         lambda: app.engine.registry.syntheses.get(synthesis_id, owner=owner)
     )
-    blocks = app.engine.audio.objects.iter_bytes(synthesis.storage_key)
+    objects = app.engine.audio.objects
+    if app.settings.audio_redirect:
+        expires_s = app.settings.signed_url_expiry_s
+        url = await run_in_threadpool(
+            lambda: objects.signed_url(synthesis.storage_key, expires_s=expires_s)
+        )
+        if url is not None:
+            return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
+    blocks = objects.iter_bytes(synthesis.storage_key)
     return StreamingResponse(
         app.synthesizer.stream(blocks),
         media_type=audio.MEDIA_TYPES[synthesis.format],
         headers={
             "Content-Length": str(synthesis.bytes),
             "Content-Disposition": f'attachment; filename="{synthesis.id}.{synthesis.format}"',
+            # A stored synthesis never changes: its id is a strong validator.
+            "ETag": f'"{synthesis.id}"',
+            "Cache-Control": app.cache.cache_control,
         },
     )
 

@@ -119,6 +119,12 @@ class Synthesizer:
             if job.ticket is not None:
                 self.admission.release(job.ticket)
 
+    def cancel(self, job: OpenSynthesis) -> None:
+        """Give back an opened synthesis that will not run (e.g. a cache hit)."""
+        job.speech.close()
+        if job.ticket is not None:
+            self.admission.release(job.ticket)
+
     def _chunks(self, job: OpenSynthesis) -> Iterator[AudioChunk]:
         iterator = iter(job.speech)
         while True:

@@ -87,6 +87,8 @@ async def upload_voice(request: Request, owner: Caller, app: App) -> VoiceOut:
         )  # fmt: skip
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    if replace:
+        await run_in_threadpool(app.cache.purge, record)
     return _out(record)
 
 
@@ -140,5 +142,6 @@ async def patch_voice(voice_id: str, body: VoicePatch, owner: Caller, app: App) 
 @router.delete("/{voice_id:path}", status_code=204)
 async def delete_voice(voice_id: str, owner: Caller, app: App) -> Response:
     """Delete one of the caller's voices: files, registry row, and its place in the pool."""
-    await run_in_threadpool(lambda: app.engine.delete_voice(voice_id, caller=owner))
+    record = await run_in_threadpool(lambda: app.engine.delete_voice(voice_id, caller=owner))
+    await run_in_threadpool(app.cache.purge, record)
     return Response(status_code=204)

@@ -1,0 +1,89 @@
+"""The output cache: an identical speech request is answered from storage, not synthesized.
+
+"Identical" means the same owner, the same voice files (model and config sha256), the same
+normalized text chunks, format, speed and noise settings. Entries live in their own
+object-store root (``VOICEPOCKET_CACHE_URL``) at ``{voice id}/{key}.{ext}``, so deleting
+or replacing a voice purges its entries with one prefix delete. The key doubles as the
+response's ETag. Cache failures never fail a request: a broken cache is a slow cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Generator, Iterator
+
+from voicepocket.engine import Speech
+from voicepocket.errors import StorageError
+from voicepocket.registry import VoiceRecord
+from voicepocket.store import ObjectStore
+from voicepocket.voices import SynthesisParams
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class OutputCache:
+    """Encoded speech by request identity."""
+
+    def __init__(self, objects: ObjectStore, *, max_age_s: int) -> None:
+        self.objects = objects
+        self.cache_control = f"private, max-age={max_age_s}"
+        """The ``Cache-Control`` audio responses carry."""
+
+    @staticmethod
+    def key(*, owner: str, speech: Speech, fmt: str, params: SynthesisParams) -> str:
+        """The request's identity, as a hex digest (also its ETag)."""
+        record = speech.record
+        identity = {
+            "owner": owner,
+            "model": record.model_sha256,
+            "config": record.config_sha256,
+            "chunks": speech.chunks,
+            "format": fmt,
+            "speed": params.speed,
+            "noise_scale": params.noise_scale,
+            "noise_w": params.noise_w,
+        }
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+    @staticmethod
+    def _object_key(record: VoiceRecord, key: str, fmt: str) -> str:
+        return f"{record.id}/{key}.{fmt}"
+
+    def get(self, record: VoiceRecord, key: str, fmt: str) -> bytes | None:
+        """The cached audio, or ``None``."""
+        try:
+            return self.objects.read_bytes(self._object_key(record, key, fmt))
+        except FileNotFoundError:
+            return None
+        except StorageError:
+            _LOGGER.warning("Output cache unreadable; synthesizing", exc_info=True)
+            return None
+
+    def tee(
+        self, blocks: Generator[bytes, None, None], record: VoiceRecord, key: str, fmt: str
+    ) -> Iterator[bytes]:
+        """Pass ``blocks`` through; once they all went out, store them under ``key``."""
+        sent: list[bytes] = []
+        completed = False
+        try:
+            for block in blocks:
+                sent.append(block)
+                yield block
+            completed = True
+        finally:
+            blocks.close()  # a client gone mid-stream: stop synthesis, cache nothing
+        if not completed:
+            return
+        try:
+            self.objects.put_bytes(self._object_key(record, key, fmt), b"".join(sent))
+        except StorageError:
+            _LOGGER.warning("Output cache unwritable", exc_info=True)
+
+    def purge(self, record: VoiceRecord) -> None:
+        """Forget every cached output of a voice (deleted or replaced)."""
+        try:
+            self.objects.delete(record.id)
+        except StorageError:
+            _LOGGER.warning("Could not purge cached outputs of %s", record.ref, exc_info=True)
