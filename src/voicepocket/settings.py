@@ -80,8 +80,9 @@ class Settings(BaseSettings):
     per_key_requests: int = Field(default=8, ge=1)
     """Requests one API key may have admitted (running or waiting) at once; past it, 429."""
 
-    first_chunk_chars: int = Field(default=60, ge=10)
-    """Longest first text chunk of a request, in characters: short, so audio starts soon."""
+    first_chunk_chars: int = Field(default=30, ge=10)
+    """Longest first text chunk of a request, in characters: short (a few words, about a
+    second of speech), so audio starts soon; the next chunk is ready before it ends."""
 
     drain_s: float = Field(default=30.0, ge=0)
     """On SIGTERM, how long in-flight requests may take to finish, in seconds."""
