@@ -91,6 +91,18 @@ def test_config_not_matching_the_weights_is_refused(
     assert_nothing_registered(roomy)
 
 
+def test_bos_eos_without_such_tokens_is_refused(roomy, coqui_checkpoints, tmp_path) -> None:
+    """coqui would feed the model ids past its vocabulary (VitsCharacters has no bos/eos)."""
+    model, config = coqui_checkpoints["ko"]
+
+    def with_bos_eos(raw: dict) -> None:
+        raw["enable_eos_bos_chars"] = True
+
+    with pytest.raises(InvalidVoiceFiles, match="bos/eos tokens"):
+        register(roomy, model, edited_config(config, tmp_path / "c", with_bos_eos))
+    assert_nothing_registered(roomy)
+
+
 def test_truncated_checkpoint_is_refused(roomy, coqui_checkpoints, tmp_path):
     model, config = coqui_checkpoints["en"]
     truncated = tmp_path / "model.pth"

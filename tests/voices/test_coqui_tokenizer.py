@@ -44,7 +44,7 @@ VARIANTS = [
     {"language": "en", "overrides": {"text_cleaner": "english_cleaners", "languages": ["de"]}},
     {"language": "ko", "overrides": {}},
     {"language": "ko", "overrides": {"text_cleaner": "multilingual_cleaners"}},
-    {"language": "ko", "overrides": {"add_blank": False, "enable_eos_bos_chars": True}},
+    {"language": "ko", "overrides": {"add_blank": False}},
 ]  # fmt: skip
 
 
