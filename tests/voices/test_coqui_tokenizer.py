@@ -72,3 +72,31 @@ def test_variants_really_differ(coqui_answers: list[dict]) -> None:
     """The variants exercise different paths (not all the same ids)."""
     first_texts = {json.dumps(answer["ids"][1]) for answer in coqui_answers}
     assert len(first_texts) >= 6
+
+
+def manifest(vocab: list[str], language: str | None) -> CoquiManifest:
+    return CoquiManifest(
+        sample_rate=22050, vocab=tuple(vocab), pad="<PAD>", blank="<BLNK>", bos=None,
+        eos=None, blank_id=len(vocab) - 1, bos_id=len(vocab), eos_id=len(vocab),
+        add_blank=True, use_eos_bos=False, text_cleaner="basic_cleaners", language=language,
+        noise_scale=0.667, length_scale=1.0, noise_scale_dp=1.0, trim_silence=None,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("vocab", "language", "text_language"),
+    [
+        (["<PAD>", " ", "가", "나", "<BLNK>"], "ko", "ko"),
+        (["<PAD>", " ", "가", "나", "<BLNK>"], "en", "ko"),  # coqui's fallback name
+        (["<PAD>", " ", "가", "나", "<BLNK>"], None, "ko"),
+        (["<PAD>", " ", "a", "가", "<BLNK>"], "en-us", "en"),
+        (["<PAD>", " ", "a", "b", "<BLNK>"], None, "en"),
+        (["<PAD>", " ", "a", "b", "<BLNK>"], "de", "de"),
+    ],
+)
+def test_text_language(vocab: list[str], language: str | None, text_language: str) -> None:
+    assert manifest(vocab, language).text_language == text_language
+
+
+def test_symbols_leave_out_special_tokens() -> None:
+    assert manifest(["<PAD>", " ", "가", "나", "<BLNK>"], "ko").symbols == {" ", "가", "나"}

@@ -228,14 +228,15 @@ class CoquiManifest:
 
     @property
     def text_language(self) -> str:
-        """Primary language for text normalization: the model's, else Korean if the
-        vocabulary has Hangul syllables, else English."""
-        language = primary_language(self.language)
-        if language:
-            return language.lower()
-        if any("\uac00" <= t <= "\ud7a3" for t in self.vocab):
+        """Primary language for text normalization: Korean for a vocabulary of Hangul
+        syllables without Latin letters (coqui names such a model "en" when its config
+        names no language), else the model's language, else English."""
+        hangul = any("\uac00" <= t <= "\ud7a3" for t in self.vocab)
+        latin = any(t.isascii() and t.isalpha() for t in self.vocab)
+        if hangul and not latin:
             return "ko"
-        return "en"
+        language = primary_language(self.language)
+        return language.lower() if language else "en"
 
     def to_json(self) -> str:
         """The manifest as stored."""
