@@ -552,7 +552,10 @@ def _bounded_gcs_class() -> type[AbstractFileSystem]:
     from gcsfs.core import GCSFileSystem
     from gcsfs.retry import retry_request
 
-    unwrapped = GCSFileSystem._request.__wrapped__
+    unwrapped = getattr(GCSFileSystem._request, "__wrapped__", None)
+    if unwrapped is None:  # a gcsfs that no longer decorates _request: keep its retries
+        _LOGGER.warning("gcsfs changed: storage_attempts does not apply to gs:// URLs")
+        return _attempts_ignored(GCSFileSystem)
 
     class BoundedGCSFileSystem(GCSFileSystem):  # type: ignore[misc]
         def __init__(self, *args: Any, attempts: int = 6, **kwargs: Any) -> None:
@@ -563,6 +566,16 @@ def _bounded_gcs_class() -> type[AbstractFileSystem]:
             return await self._bounded_request(self, *args, **kwargs)
 
     return BoundedGCSFileSystem
+
+
+def _attempts_ignored(base: type[Any]) -> type[AbstractFileSystem]:
+    """``base`` accepting (and ignoring) the ``attempts`` argument."""
+
+    class UnboundedGCSFileSystem(base):  # type: ignore[misc,valid-type]
+        def __init__(self, *args: Any, attempts: int = 6, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+
+    return UnboundedGCSFileSystem
 
 
 # -- audio -----------------------------------------------------------------------------

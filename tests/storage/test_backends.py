@@ -321,3 +321,6 @@ def test_urls_and_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert settings.audio_retention_days == 30 and not settings.audio_redirect
     store = ObjectStore("s3://bucket/prefix", options=options)
     assert store.backend is Kind.S3 and store.path("a/b.wav") == "bucket/prefix/a/b.wav"
+    gcs = ObjectStore("gs://bucket/prefix", options=StorageOptions(gcs_token="anon"))
+    # Our retry budget applies (a gcsfs upgrade that breaks it would fall back silently).
+    assert type(gcs.fs).__name__ == "BoundedGCSFileSystem"
