@@ -109,21 +109,21 @@ def test_upload_limit_is_enforced_while_streaming(small_limit_server: Server) ->
                 b'--b0undary\r\nContent-Disposition: form-data; name="model"; '
                 b'filename="m.onnx"\r\nContent-Type: application/octet-stream\r\n\r\n')
     block = b"\0" * 65536
-    sent, answer = 0, b""
+    sent, answer, reset = 0, b"", False
     with socket.create_connection(("127.0.0.1", small_limit_server.port), timeout=30) as sock:
-        sock.sendall(head + _chunk(preamble))
-        while sent < 640 * 1024 * 1024 and not answer:
-            try:
+        try:
+            sock.sendall(head + _chunk(preamble))
+            while sent < 640 * 1024 * 1024 and not answer:
                 sock.sendall(_chunk(block))
-            except (BrokenPipeError, ConnectionResetError):
-                break
-            sent += len(block)
-            readable, _, _ = select.select([sock], [], [], 0)
-            if readable:
-                answer = sock.recv(65536)
-        answer = answer or sock.recv(65536)
-    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
-    assert b"payload_too_large" in answer
+                sent += len(block)
+                if select.select([sock], [], [], 0)[0]:
+                    answer = sock.recv(65536)
+            answer = answer or sock.recv(65536)
+        except (BrokenPipeError, ConnectionResetError):
+            # The server answered and closed while we were still sending; the kernel may
+            # then drop its unread answer with the reset. Either way it stopped us early.
+            reset = True
+    assert answer.startswith(b"HTTP/1.1 413") or (reset and not answer), answer[:200]
     assert sent < 50 * 1024 * 1024
     assert not list((small_limit_server.home / "tmp").glob("upload-*"))
 
@@ -136,6 +136,7 @@ def test_declared_oversize_upload_is_refused_before_reading(small_limit_server: 
     with small_limit_server.client("gina") as gina:
         response = upload(gina, "big")  # the real joe files: 63 MB > 200 kB limit
     assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
 
 
 def test_default_voice_cannot_be_deleted(server: Server) -> None:
