@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 COQUI_VENV := .venv-coqui
 COQUI_STAMP := $(COQUI_VENV)/.installed
 
-.PHONY: run test lint bench clean coqui chromium
+.PHONY: run test lint bench clean coqui chromium cluster-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,14 @@ chromium:
 	command -v chromium >/dev/null || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: $(STAMP) $(COQUI_STAMP) chromium
+# The cluster tests start their own redis-server (on a Unix socket only) and run Ray in a
+# private network namespace (unshare, ip).
+cluster-tools:
+	command -v redis-server >/dev/null && command -v unshare >/dev/null && command -v ip >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		redis-server iproute2 util-linux >/dev/null; }
+
+test: $(STAMP) $(COQUI_STAMP) chromium cluster-tools
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy src/voicepocket/pool.py src/voicepocket/voices
 	$(BIN)/pytest --durations=15

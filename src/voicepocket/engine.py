@@ -222,7 +222,7 @@ class Engine:
             replace=replace,
         )
         if previous is not None and previous.pool_key != record.pool_key:
-            self.pool.discard(previous.pool_key)
+            self.discard(previous.pool_key)
         if prewarm:
             self.prewarm(record)
         return record
@@ -236,8 +236,12 @@ class Engine:
         if record.pool_key == self.default_pool_key:
             raise Conflict("The default voice cannot be deleted.", param="voice")
         self.registry.delete_voice(record)
-        self.pool.discard(record.pool_key)
+        self.discard(record.pool_key)
         return record
+
+    def discard(self, pool_key: str) -> None:
+        """Forget a deleted or replaced voice wherever it is resident (here: this pool)."""
+        self.pool.discard(pool_key)
 
     def close(self) -> None:
         """Close the pool's voices and the database connections."""

@@ -1,0 +1,94 @@
+"""The Ray Serve application, and ``voicepocket serve --cluster auto|<ray address>``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from typing import Any
+
+import ray
+from ray import serve
+
+from voicepocket.api.app import ensure_demo_key
+from voicepocket.cluster.ingress import Ingress
+from voicepocket.cluster.worker import VoiceWorker
+from voicepocket.engine import Engine
+from voicepocket.settings import Settings
+
+_LOGGER = logging.getLogger(__name__)
+APP_NAME = "voicepocket"
+
+
+def application(settings: Settings) -> Any:
+    """The bound application: the ingress, holding a handle to the voice workers."""
+    worker = serve.deployment(
+        VoiceWorker,
+        name="VoiceWorker",
+        num_replicas=settings.cluster_workers,
+        ray_actor_options={"num_cpus": settings.cluster_worker_cpus},
+        max_ongoing_requests=settings.cluster_max_ongoing,
+        graceful_shutdown_timeout_s=settings.drain_s,
+    )
+    ingress = serve.deployment(
+        serve.ingress()(Ingress),
+        name="Ingress",
+        num_replicas=settings.cluster_ingress_replicas,
+        ray_actor_options={"num_cpus": settings.cluster_ingress_cpus},
+        max_ongoing_requests=settings.workers + settings.queue_size + 16,
+        graceful_shutdown_timeout_s=settings.drain_s,
+    )
+    return ingress.bind(settings, worker.bind(settings))
+
+
+def prepare(settings: Settings) -> None:
+    """First start, once, before any replica: schema migrations, the default voice, the
+    demo key. Replicas then only find them (no two registering the same voice)."""
+    engine = Engine(settings)
+    try:
+        engine.start(prewarm=False)
+        ensure_demo_key(engine, settings)
+    finally:
+        engine.close()
+
+
+def connect(address: str, settings: Settings) -> None:
+    """Join the Ray cluster at ``address``; ``auto`` joins the local one (``ray start``)
+    or, when there is none, starts a single-machine instance."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if address != "auto":
+        ray.init(address=address, logging_level=logging.WARNING)
+        return
+    try:
+        ray.init(address="auto", logging_level=logging.WARNING)
+    except ConnectionError:
+        _LOGGER.info("No Ray cluster running here; starting one on this machine")
+        ray.init(
+            object_store_memory=settings.cluster_object_store_bytes,
+            _temp_dir=settings.cluster_temp_dir or None,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+        )
+
+
+def deploy(settings: Settings) -> None:
+    """Start Serve's HTTP proxy on ``host:port`` and run the application."""
+    serve.start(http_options={"host": settings.host, "port": settings.port})
+    serve.run(application(settings), name=APP_NAME, route_prefix="/", blocking=False)
+
+
+def serve_cluster(settings: Settings, *, address: str) -> None:
+    """Run the service on Ray Serve until SIGTERM/SIGINT; blocks."""
+    prepare(settings)
+    connect(address, settings)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        deploy(settings)
+        _LOGGER.warning("Serving on http://%s:%d (Ray Serve)", settings.host, settings.port)
+        stop.wait()
+    finally:
+        serve.shutdown()
+        ray.shutdown()

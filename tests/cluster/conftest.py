@@ -1,0 +1,177 @@
+"""One Ray Serve cluster for the session, on loopback only.
+
+The service (``voicepocket serve --cluster auto``: Ray, Serve's HTTP proxy, 2 ingress and
+2 voice-worker replicas) runs in a private network namespace (``unshare -n``, then ``lo``
+up), so whatever Ray binds, on any interface, is reachable from nowhere but that
+namespace. Everything the test needs crosses over through files: PostgreSQL and Redis on
+Unix sockets, and the HTTP port bridged to a Unix socket by ``netns_main.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from voicepocket.cluster.shared import ReplicaStats, SharedState
+
+POSTGRES_SOCKET_DIR = "/var/run/postgresql"
+HERE = Path(__file__).parent
+VOICEPOCKET = [sys.executable, "-m", "voicepocket.cli"]
+READY_TIMEOUT_S = 240
+
+
+@dataclass
+class Cluster:
+    socket: Path
+    env: dict[str, str]
+    shared: SharedState
+    voice_cost: int
+    """Resident cost of one copy of the bundled voice, in bytes."""
+    pool_bytes: int
+    """Each worker replica's budget, in bytes."""
+    process: subprocess.Popen[bytes]
+    log: Path
+    keys: dict[str, str] = field(default_factory=dict)
+    started_s: float = 0.0
+
+    def key(self, owner: str) -> str:
+        if owner not in self.keys:
+            created = subprocess.run(
+                [*VOICEPOCKET, "keys", "create", "--owner", owner],
+                env=self.env, capture_output=True, text=True, check=True, timeout=60,
+            )  # fmt: skip
+            self.keys[owner] = created.stdout.strip()
+        return self.keys[owner]
+
+    def client(self, owner: str | None = "alice", **options: object) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.key(owner)}"} if owner else {}
+        transport = httpx.HTTPTransport(uds=str(self.socket))
+        return httpx.Client(
+            base_url="http://cluster", transport=transport, headers=headers, timeout=180,
+            **options,
+        )  # fmt: skip
+
+    def replicas(self) -> list[ReplicaStats]:
+        """Worker replicas' latest reports."""
+        return self.shared.replicas()
+
+
+def _postgres_admin() -> psycopg.Connection:
+    return psycopg.connect(f"host={POSTGRES_SOCKET_DIR} user=postgres dbname=postgres",
+                           autocommit=True)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def redis_socket(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A throwaway Redis on a Unix socket only (it listens on no TCP port at all)."""
+    folder = tmp_path_factory.mktemp("redis")
+    sock = folder / "redis.sock"
+    process = subprocess.Popen(
+        ["redis-server", "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
+         "--save", "", "--appendonly", "no", "--dir", str(folder)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 20
+    while not sock.exists():
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            raise RuntimeError("redis-server did not start")
+        time.sleep(0.05)
+    yield sock
+    process.terminate()
+    process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory, redis_socket: Path, engine: object
+) -> Iterator[Cluster]:
+    from voicepocket.engine import Engine
+
+    assert isinstance(engine, Engine)
+    cost = engine.registry.resolve("demo/joe", caller=None).cost_bytes
+    # The pinned default voice plus 4.5 copies: the six test voices (6 copies) need both
+    # replicas, and fit them even if Ray places four on one.
+    pool_bytes = int(5.5 * cost)
+    root = tmp_path_factory.mktemp("cluster")
+    database = f"voicepocket_cluster_{uuid.uuid4().hex[:12]}"
+    with _postgres_admin() as admin:
+        admin.execute(f'CREATE DATABASE "{database}"')
+    prefix = f"voicepocket-test-{uuid.uuid4().hex[:8]}:"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEPOCKET_")}
+    env.update({
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "VOICEPOCKET_HOME": str(root / "home"),
+        "VOICEPOCKET_DATABASE_URL":
+            f"postgresql+psycopg://postgres@/{database}?host={POSTGRES_SOCKET_DIR}",
+        "VOICEPOCKET_REDIS_URL": f"unix://{redis_socket}",
+        "VOICEPOCKET_REDIS_PREFIX": prefix,
+        "VOICEPOCKET_POOL_BYTES": str(pool_bytes),
+        "VOICEPOCKET_WORKERS": "1",
+        "VOICEPOCKET_CLUSTER_WORKERS": "2",
+        "VOICEPOCKET_CLUSTER_INGRESS_REPLICAS": "2",
+        "VOICEPOCKET_CLUSTER_TEMP_DIR": str(tmp_path_factory.mktemp("ray")),
+        "VOICEPOCKET_CLUSTER_OBJECT_STORE_BYTES": str(200 * 1024**2),
+        "VOICEPOCKET_DRAIN_S": "5",
+    })  # fmt: skip
+    socket = root / "http.sock"
+    log = root / "cluster.log"
+    started = time.perf_counter()
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            ["unshare", "-n", "--", sys.executable, str(HERE / "netns_main.py"), str(socket),
+             "8000"],
+            env=env, stdout=sink, stderr=sink, start_new_session=True,
+        )  # fmt: skip
+    shared = SharedState(f"unix://{redis_socket}", prefix=prefix)
+    running = Cluster(socket=socket, env=env, shared=shared, voice_cost=cost,
+                      pool_bytes=pool_bytes, process=process, log=log)  # fmt: skip
+    try:
+        _wait_ready(running)
+        running.started_s = time.perf_counter() - started
+        yield running
+    finally:
+        _stop(process)
+        shared.close()
+        with _postgres_admin() as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def _wait_ready(cluster: Cluster) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    with cluster.client(owner=None) as client:
+        while time.monotonic() < deadline:
+            if cluster.process.poll() is not None:
+                raise RuntimeError(f"cluster exited; see {cluster.log}")
+            try:
+                if client.get("/readyz", timeout=2).status_code == 200 and len(
+                    cluster.replicas()
+                ) == 2:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+    raise RuntimeError(f"cluster not ready in {READY_TIMEOUT_S} s; see {cluster.log}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (Serve and Ray shut down), then whatever is left of the process group."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(90)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(10)

