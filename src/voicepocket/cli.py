@@ -54,12 +54,25 @@ def _fail(error: VoicePocketError) -> typer.Exit:
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (VOICEPOCKET_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (VOICEPOCKET_PORT).")] = None,
+    cluster: Annotated[
+        str | None,
+        typer.Option(help="Run on Ray Serve: 'auto' (the local Ray cluster, or a new one) or "
+                     "a Ray address. Needs voicepocket[cluster]."),
+    ] = None,
 ) -> None:
     """Run the HTTP service (OpenAI-compatible /v1/audio/speech and the rest)."""
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    if cluster is not None:
+        from voicepocket.api.server import configure_logging
+        from voicepocket.cluster.app import serve_cluster
+
+        configure_logging()
+        serve_cluster(settings, address=cluster)
+        return
     from voicepocket.api.server import serve as run_server
 
-    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    run_server(Settings(**overrides))  # type: ignore[arg-type]
+    run_server(settings)
 
 
 @app.command()
