@@ -107,6 +107,7 @@ def cost_of_default(home: Path) -> int:
 def single_process(root: Path, pool_bytes: int, requests: int) -> dict[str, float]:
     server = start_server(root / "single", workers=2, pool_bytes=pool_bytes)
     try:
+
         def client(owner: str) -> httpx.Client:
             return server.client(owner)
 
@@ -273,8 +274,10 @@ def main() -> None:
         print("| | p50 | p99 | throughput | loads | evictions |")
         print("|---|---|---|---|---|---|")
         for name, r in (("single process", single), ("Ray Serve, 2 replicas", ray)):
-            print(f"| {name} | {r['p50_ms']:.0f} ms | {r['p99_ms']:.0f} ms | "
-                  f"{r['throughput']:.2f} req/s | {r['loads']:.0f} | {r['evictions']:.0f} |")
+            print(
+                f"| {name} | {r['p50_ms']:.0f} ms | {r['p99_ms']:.0f} ms | "
+                f"{r['throughput']:.2f} req/s | {r['loads']:.0f} | {r['evictions']:.0f} |"
+            )
         print(f"| cluster / single | {ray['p50_ms'] / single['p50_ms']:.2f}x | "
               f"{ray['p99_ms'] / single['p99_ms']:.2f}x | "
               f"{ray['throughput'] / single['throughput']:.2f}x | | |")  # fmt: skip
@@ -283,8 +286,10 @@ def main() -> None:
     trace = zipf_trace(1000, args.trace)
     lru, opt = pool_hits(trace, 10), belady_hits(trace, 10)
     n = len(trace)
-    print(f"\nZipf(1.0) trace: {n} requests over 1,000 voices, pool of 10 voices, "
-          f"load {load_s * 1000:.0f} ms (the real voice's)\n")
+    print(
+        f"\nZipf(1.0) trace: {n} requests over 1,000 voices, pool of 10 voices, "
+        f"load {load_s * 1000:.0f} ms (the real voice's)\n"
+    )
     print("| policy | hit ratio | loads | time loading |")
     print("|---|---|---|---|")
     for name, hits in (("VoicePool (LRU)", lru), ("Belady (offline optimum)", opt)):

@@ -156,9 +156,10 @@ def _wait_ready(cluster: Cluster) -> None:
             if cluster.process.poll() is not None:
                 raise RuntimeError(f"cluster exited; see {cluster.log}")
             try:
-                if client.get("/readyz", timeout=2).status_code == 200 and len(
-                    cluster.replicas()
-                ) == 2:
+                if (
+                    client.get("/readyz", timeout=2).status_code == 200
+                    and len(cluster.replicas()) == 2
+                ):
                     return
             except httpx.TransportError:
                 pass

@@ -82,12 +82,22 @@ def six_voices(cluster: Cluster) -> dict[str, str]:
 
 
 def test_cluster_started_on_loopback_only(cluster: Cluster) -> None:
-    """Started within the namespace: the bridge socket works, 2 workers report."""
+    """Started within a network namespace of its own whose only interface is loopback
+    (so whatever Ray binds, on any address, is reachable from nowhere else); the bridge
+    socket works and 2 workers report."""
+    pid = cluster.process.pid
+    assert os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net")
+    devices = Path(f"/proc/{pid}/net/dev").read_text().splitlines()[2:]
+    assert [line.split(":")[0].strip() for line in devices] == ["lo"]
     replicas = cluster.replicas()
     assert len(replicas) == 2
     assert all(r.pool.budget_bytes == cluster.pool_bytes for r in replicas)
     # Each worker holds the default voice, pinned and warm.
     assert all(len(r.resident) == 1 and r.resident[0].startswith("demo/joe@") for r in replicas)
+    with cluster.client(owner=None) as client:
+        metrics = client.get("/metrics").text
+    # The ingress reports the workers' pools, summed: two pinned default voices.
+    assert "voicepocket_pool_resident_voices 2.0" in metrics
     print(f"cluster ready in {cluster.started_s:.1f} s")
 
 
@@ -176,7 +186,7 @@ def test_streaming_passes_through_the_ingress_chunk_by_chunk(cluster: Cluster) -
         assert response.headers["content-type"].startswith("text/event-stream")
         for line in response.iter_lines():
             if line.startswith("data: "):
-                events.append(json.loads(line[len("data: "):]))
+                events.append(json.loads(line[len("data: ") :]))
     deltas = [e for e in events if e["type"] == "speech.audio.delta"]
     assert len(deltas) >= 6
     assert events[-1]["type"] == "speech.audio.done"
@@ -224,9 +234,10 @@ def test_a_lost_worker_costs_a_retry_or_a_503_never_a_500(
         body = {"model": "tts-1", "voice": voices[i % len(voices)], "input": text,
                 "response_format": "pcm"}  # fmt: skip
         try:
-            with cluster.client("dave") as client, client.stream(
-                "POST", "/v1/audio/speech", json=body
-            ) as response:
+            with (
+                cluster.client("dave") as client,
+                client.stream("POST", "/v1/audio/speech", json=body) as response,
+            ):
                 size = 0
                 for block in response.iter_bytes():
                     size += len(block)
@@ -254,3 +265,40 @@ def test_a_lost_worker_costs_a_retry_or_a_503_never_a_500(
             )  # fmt: skip
             assert response.status_code == 200, response.text
     print(f"in flight when the worker died: {results}")
+
+
+def test_jobs_run_on_the_workers(cluster: Cluster, six_voices: dict[str, str]) -> None:
+    """An asynchronous job, claimed by one ingress replica's runner, synthesized on a
+    worker, stored, and fetched through either ingress replica."""
+    with cluster.client("alice") as client:
+        created = client.post(
+            "/v1/syntheses",
+            json={"voice": "alice/v3", "input": "A job for the cluster. It has two sentences.",
+                  "response_format": "wav", "async": True},
+        )  # fmt: skip
+        assert created.status_code == 202, created.text
+        job_id = created.json()["id"]
+        job: dict[str, object] = {}
+
+        def done() -> bool:
+            job.update(client.get(f"/v1/jobs/{job_id}").json())
+            return job["status"] in ("done", "failed")
+
+        _wait_for(done, timeout_s=120, what="the job")
+        assert job["status"] == "done", job
+        audio = client.get(f"{job['synthesis_url']}/audio")
+        assert audio.status_code == 200 and audio.content[:4] == b"RIFF"
+
+
+def test_a_client_that_leaves_frees_the_worker(cluster: Cluster) -> None:
+    """Closing the connection mid-stream cancels the synthesis on the worker: its lease
+    ends, so the voice is evictable again (no lease leaks across Ray)."""
+    text = " ".join(f"Sentence {n} of a long text nobody will hear out." for n in range(40))
+    with cluster.client("alice") as client, client.stream(
+        "POST", "/v1/audio/speech",
+        json={"model": "tts-1", "voice": "alice/v4", "input": text, "response_format": "pcm"},
+    ) as response:  # fmt: skip
+        assert response.status_code == 200
+        next(response.iter_raw())
+    replicas = _settled(cluster, timeout_s=60)
+    assert not any(r.pool.in_use for r in replicas)

@@ -10,6 +10,7 @@ sessions; when Ray's own model cache drops a handle, nothing is freed or closed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -48,6 +49,44 @@ class VoiceHandle:
     pool_key: str
 
 
+class _Chunks:
+    """A leased voice's remaining chunks, synthesized one per ``next()`` under an
+    inference slot granted round-robin by owner. ``close()`` ends the lease whether or
+    not synthesis started; never call it while ``next()`` runs."""
+
+    def __init__(
+        self,
+        iterator: Iterator[AudioChunk],
+        *,
+        lease: AbstractContextManager[Voice],
+        slot: Callable[[], AbstractContextManager[None]],
+    ) -> None:
+        self._iterator = iterator
+        self._lease: AbstractContextManager[Voice] | None = lease
+        self._slot = slot
+
+    def next(self) -> AudioChunk | None:
+        with self._slot():
+            return next(self._iterator, None)
+
+    def close(self) -> None:
+        lease, self._lease = self._lease, None
+        if lease is None:
+            return
+        try:
+            close = getattr(self._iterator, "close", None)
+            if close is not None:
+                close()
+        finally:
+            lease.__exit__(None, None, None)
+
+
+def _close_when_opened(opening: asyncio.Future[tuple[SpeechHeader, _Chunks]]) -> None:
+    """Give back the lease of a synthesis opened after its request was cancelled."""
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result()[1].close()
+
+
 class VoiceWorker:
     """Serves syntheses from this replica's pool."""
 
@@ -80,21 +119,35 @@ class VoiceWorker:
         model_id = serve.get_multiplexed_model_id()
         if model_id:
             await self.voice_handle(model_id)
+        loop = asyncio.get_running_loop()
+        # Work already running in a thread when the ingress cancels (client gone, request
+        # retried elsewhere) finishes there; it is awaited (or cleaned up once done)
+        # before the lease is given back, so the two never race.
+        opening = loop.run_in_executor(self._executor, self._open, call)
         try:
-            header, chunks = await self._run(lambda: self._open(call))
+            header, chunks = await asyncio.shield(opening)
         except VoicePocketError as error:
             yield Failure.of(error)
             return
+        except asyncio.CancelledError:
+            opening.add_done_callback(_close_when_opened)
+            raise
+        pending: asyncio.Future[AudioChunk | None] | None = None
         try:
             yield header
             while True:
-                chunk = await self._run(lambda: next(chunks, None))
+                pending = loop.run_in_executor(self._executor, chunks.next)
+                chunk = await asyncio.shield(pending)
+                pending = None
                 if chunk is None:
                     return
                 yield chunk
         except VoicePocketError as error:
             yield Failure.of(error)
         finally:
+            if pending is not None:
+                with contextlib.suppress(BaseException):
+                    await pending
             await self._run(chunks.close)
 
     async def prewarm(self, call: SpeakCall) -> int:
@@ -111,7 +164,7 @@ class VoiceWorker:
         pool, resident = self._snapshot()
         return pool, resident, os.getpid()
 
-    def _open(self, call: SpeakCall) -> tuple[SpeechHeader, Iterator[AudioChunk]]:
+    def _open(self, call: SpeakCall) -> tuple[SpeechHeader, _Chunks]:
         lease = self.engine.lease(call.record)
         voice = lease.__enter__()
         try:
@@ -131,26 +184,12 @@ class VoiceWorker:
             lease.__exit__(None, None, None)
             raise
         header = SpeechHeader(sample_rate=voice.sample_rate, chunks=chunks)
-        return header, self._synthesize(call, voice, chunks[call.start :], lease)
-
-    def _synthesize(
-        self,
-        call: SpeakCall,
-        voice: Voice,
-        chunks: tuple[str, ...],
-        lease: AbstractContextManager[Voice],
-    ) -> Iterator[AudioChunk]:
-        """Chunk by chunk, each under an inference slot granted round-robin by owner."""
-        try:
-            iterator = iter(voice.synthesize(list(chunks), call.params))
-            while True:
-                with self.scheduler.slot(call.owner):
-                    chunk = next(iterator, None)
-                if chunk is None:
-                    return
-                yield chunk
-        finally:
-            lease.__exit__(None, None, None)
+        todo = _Chunks(
+            iter(voice.synthesize(list(chunks[call.start :]), call.params)),
+            lease=lease,
+            slot=lambda: self.scheduler.slot(call.owner),
+        )
+        return header, todo
 
     async def _run(self, function: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, function)
