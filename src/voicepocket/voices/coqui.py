@@ -29,6 +29,7 @@ from voicepocket.voices.coqui_config import (
     check_coqui_config,
     read_json,
 )
+from voicepocket.voices.coqui_export import REFUSED
 from voicepocket.voices.coqui_text import english_cleaners
 from voicepocket.voices.onnx_checks import check_onnx_model, initialize_onnxruntime
 
@@ -130,7 +131,7 @@ class CoquiVoice:
             result = json.loads(lines[-1]) if lines else {}
         except json.JSONDecodeError:
             result = {}
-        if completed.returncode == 3 and "error" in result:
+        if completed.returncode == REFUSED and "error" in result:
             raise InvalidVoiceFiles(result["error"], param=result.get("param"))
         if completed.returncode != 0 or "onnx" not in result:
             _LOGGER.warning("coqui export failed (%d): %s", completed.returncode,
