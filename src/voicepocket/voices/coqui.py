@@ -32,6 +32,7 @@ from voicepocket.voices.coqui_config import (
 from voicepocket.voices.coqui_export import REFUSED
 from voicepocket.voices.coqui_text import english_cleaners
 from voicepocket.voices.onnx_checks import check_onnx_model, initialize_onnxruntime
+from voicepocket.voices.piper import config_path_for  # the manifest sits beside the model
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -45,11 +46,6 @@ SAMPLE_TEXTS = {
     "ko": "안녕하세요. 오늘은 날씨가 맑고 바람이 시원해서 공원을 천천히 걸었습니다.",
     "en": "The quick brown fox jumps over the lazy dog, and then it rests.",
 }
-
-
-def config_path_for(model_path: Path) -> Path:
-    """The manifest sits beside the model as ``<model>.json`` (as for Piper voices)."""
-    return model_path.with_name(model_path.name + ".json")
 
 
 def session_options(threads: int) -> onnxruntime.SessionOptions:
