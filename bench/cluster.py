@@ -168,8 +168,8 @@ def cluster(root: Path, pool_bytes: int, requests: int) -> dict[str, float]:
         deadline = time.monotonic() + 300
         while True:
             try:
-                ready = httpx.get("http://cluster/readyz", timeout=2,
-                                  transport=httpx.HTTPTransport(uds=str(http_sock)))  # fmt: skip
+                with httpx.Client(transport=httpx.HTTPTransport(uds=str(http_sock))) as probe:
+                    ready = probe.get("http://cluster/readyz", timeout=2)
                 if ready.status_code == 200 and len(shared.replicas()) == 2:
                     break
             except httpx.TransportError:
