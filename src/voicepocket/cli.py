@@ -346,7 +346,7 @@ def bench(
     ] = None,
     suite: Annotated[
         str,
-        typer.Option(help="bench/<suite>.py: core (vs Piper), seed (vs the coqui seed's paths)."),
+        typer.Option(help="bench/<suite>.py: core, api, jobs, seed, cluster."),
     ] = "core",
 ) -> None:
     """Benchmark the engine against a Piper user's way (needs a source checkout: bench/)."""
