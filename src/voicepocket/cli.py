@@ -56,8 +56,8 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (VOICEPOCKET_PORT).")] = None,
     cluster: Annotated[
         str | None,
-        typer.Option(help="Run on Ray Serve: 'auto' (the local Ray cluster, or a new one) or "
-                     "a Ray address. Needs voicepocket[cluster]."),
+        typer.Option(help="Run on Ray Serve: 'auto' (the local Ray cluster, or a new one), "
+                     "'local' (always a new one) or a Ray address. Needs voicepocket[cluster]."),
     ] = None,
 ) -> None:
     """Run the HTTP service (OpenAI-compatible /v1/audio/speech and the rest)."""

@@ -58,7 +58,7 @@ def main() -> None:
     socket_path, port = sys.argv[1], int(sys.argv[2])
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     service = subprocess.Popen(
-        [sys.executable, "-m", "voicepocket.cli", "serve", "--cluster", "auto",
+        [sys.executable, "-m", "voicepocket.cli", "serve", "--cluster", "local",
          "--host", "127.0.0.1", "--port", str(port)],
         env=os.environ.copy(),
     )  # fmt: skip

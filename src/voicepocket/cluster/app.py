@@ -55,15 +55,18 @@ def prepare(settings: Settings) -> None:
 
 def connect(address: str, settings: Settings) -> None:
     """Join the Ray cluster at ``address``; ``auto`` joins the local one (``ray start``)
-    or, when there is none, starts a single-machine instance."""
+    or, when there is none, starts a single-machine instance; ``local`` always starts a
+    fresh single-machine instance (tests: never join another run's cluster)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if address != "auto":
+    if address not in ("auto", "local"):
         ray.init(address=address, logging_level=logging.WARNING)
         return
     try:
+        if address == "local":
+            raise ConnectionError("a fresh instance was asked for")
         ray.init(address="auto", logging_level=logging.WARNING)
     except ConnectionError:
-        _LOGGER.info("No Ray cluster running here; starting one on this machine")
+        _LOGGER.info("Starting a Ray instance on this machine")
         ray.init(
             object_store_memory=settings.cluster_object_store_bytes,
             _temp_dir=settings.cluster_temp_dir or None,
