@@ -144,11 +144,7 @@ class Engine:
 
         ``max_chars`` bounds the input: by default ``VOICEPOCKET_MAX_INPUT_CHARS``; a
         background job passes its own larger limit, the local operator ``None``."""
-        limit = self.settings.max_input_chars if max_chars == -1 else max_chars
-        if limit is not None and len(text) > limit:
-            raise TextTooLong(
-                f"Input is {len(text)} characters; the limit is {limit}.", param="input"
-            )
+        self.check_length(text, max_chars)
         record = self.registry.resolve(voice, caller=caller)
         lease = self.lease(record)
         leased = lease.__enter__()
@@ -170,6 +166,15 @@ class Engine:
             params=params or SynthesisParams(),
             lease=lease,
         )
+
+    def check_length(self, text: str, max_chars: int | None = -1) -> None:
+        """``TextTooLong`` if ``text`` exceeds ``max_chars`` (``-1``: the configured limit;
+        ``None``: no limit)."""
+        limit = self.settings.max_input_chars if max_chars == -1 else max_chars
+        if limit is not None and len(text) > limit:
+            raise TextTooLong(
+                f"Input is {len(text)} characters; the limit is {limit}.", param="input"
+            )
 
     def lease(self, record: VoiceRecord) -> AbstractContextManager[Voice]:
         """Hold ``record``'s voice resident for a block, loading it on a miss."""

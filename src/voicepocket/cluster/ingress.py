@@ -26,7 +26,7 @@ from voicepocket.api.state import Services
 from voicepocket.cluster.protocol import Failure, SpeakCall, SpeechHeader
 from voicepocket.cluster.shared import SharedAdmission, SharedState
 from voicepocket.engine import Engine
-from voicepocket.errors import CapacityError, EngineError, TextTooLong
+from voicepocket.errors import CapacityError, EngineError
 from voicepocket.pool import PoolStats, VoicePool
 from voicepocket.registry import VoiceRecord
 from voicepocket.settings import Settings
@@ -179,11 +179,7 @@ class ClusterEngine(Engine):
         first_chunk_chars: int | None = None,
         max_chars: int | None = -1,
     ) -> RemoteSpeech:
-        limit = self.settings.max_input_chars if max_chars == -1 else max_chars
-        if limit is not None and len(text) > limit:
-            raise TextTooLong(
-                f"Input is {len(text)} characters; the limit is {limit}.", param="input"
-            )
+        self.check_length(text, max_chars)
         record = self.registry.resolve(voice, caller=caller)
         call = SpeakCall(
             record=record,
