@@ -7,9 +7,11 @@ import json
 import shutil
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import make_settings
 from coqui_support import run_coqui
+from server import start_server
 from typer.testing import CliRunner
 
 from voicepocket.cli import app
@@ -184,3 +186,45 @@ def test_cli_adds_a_coqui_voice(coqui_checkpoints, monkeypatch, tmp_path: Path) 
               "--owner", "minji", "--slug", "other"],
     )  # fmt: skip
     assert refused.exit_code == 2 and "error:" in refused.output
+
+
+def test_http_upload_of_a_coqui_checkpoint(coqui_checkpoints, tmp_path: Path) -> None:
+    """``POST /v1/voices`` with ``kind=coqui``: compiled, warm and speaking Korean at 201;
+    an unknown kind (400) and a truncated checkpoint (422) are clear errors that leave
+    nothing behind."""
+    model, config = coqui_checkpoints["ko"]
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
+    server = start_server(tmp_path / "home")
+    try:
+        with server.client("minji") as client:
+
+            def upload(model: Path, slug: str, kind: str = "coqui") -> httpx.Response:
+                with model.open("rb") as m, config.open("rb") as c:
+                    return client.post(
+                        "/v1/voices",
+                        files={"model": ("model.pth", m), "config": ("config.json", c)},
+                        data={"slug": slug, "kind": kind},
+                    )
+
+            created = upload(model, "seoul")
+            assert created.status_code == 201, created.text
+            assert created.json()["id"] == "minji/seoul" and created.json()["kind"] == "coqui"
+            speech = client.post("/v1/audio/speech", json={
+                "input": "2023년 5월 3일, 안녕하세요.", "voice": "seoul",
+                "response_format": "wav"})  # fmt: skip
+            assert speech.status_code == 200 and speech.content[:4] == b"RIFF"
+            assert len(speech.content) > 10_000
+
+            refusals = [(upload(model, "odd", kind="tacotron"), 400, "kind"),
+                        (upload(truncated, "broken"), 422, "model")]  # fmt: skip
+            for response, status, param in refusals:
+                assert response.status_code == status, response.text
+                error = response.json()["error"]
+                assert error["param"] == param and error["message"], error
+            voices = [v["id"] for v in client.get("/v1/voices").json()["data"]]
+            assert "minji/seoul" in voices and "minji/broken" not in voices
+        assert list((tmp_path / "home" / "tmp").glob("*")) == []
+        assert server.process.poll() is None
+    finally:
+        server.stop()

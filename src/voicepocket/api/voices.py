@@ -29,9 +29,13 @@ UPLOAD_SCHEMA = {
                     "required": ["model", "config", "slug"],
                     "properties": {
                         "model": {"type": "string", "format": "binary",
-                                  "description": "The Piper voice's .onnx file."},
+                                  "description": "piper: the voice's .onnx file; coqui: "
+                                                 "the trainer's model.pth checkpoint."},
                         "config": {"type": "string", "format": "binary",
-                                   "description": "Its .onnx.json config."},
+                                   "description": "piper: its .onnx.json; coqui: its "
+                                                  "config.json."},
+                        "kind": {"type": "string", "enum": ["piper", "coqui"],
+                                 "default": "piper"},
                         "slug": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"},
                         "public": {"type": "boolean", "default": False},
                         "replace": {"type": "boolean", "default": False},
@@ -41,6 +45,10 @@ UPLOAD_SCHEMA = {
         },
     }
 }  # fmt: skip
+
+
+UPLOAD_NAMES = {"piper": ("model.onnx", "model.onnx.json"), "coqui": ("model.pth", "config.json")}
+"""Upload kind -> the names its two files are saved under while they are registered."""
 
 
 def _out(record: VoiceRecord) -> VoiceOut:
@@ -66,23 +74,29 @@ async def list_voices(owner: Caller, app: App) -> ListOf:
 
 @router.post("", status_code=201, openapi_extra=UPLOAD_SCHEMA)
 async def upload_voice(request: Request, owner: Caller, app: App) -> VoiceOut:
-    """Upload a Piper voice (multipart: model, config, slug[, public, replace]). Answers 201
-    once it is validated, registered and warm in the pool."""
+    """Upload a voice (multipart: model, config, slug[, kind, public, replace]): a Piper
+    voice, or with ``kind=coqui`` a coqui-tts VITS checkpoint, compiled to ONNX here.
+    Answers 201 once it is validated, registered and warm in the pool."""
     form = await request.form(max_files=2, max_fields=8)
+    kind = str(form.get("kind") or "piper")
+    if kind not in UPLOAD_NAMES:
+        raise RequestError(f"kind must be one of {', '.join(UPLOAD_NAMES)}.", param="kind")
     model, config = form.get("model"), form.get("config")
     if not isinstance(model, UploadFile) or not isinstance(config, UploadFile):
-        raise InvalidVoiceFiles("Send the files 'model' (.onnx) and 'config' (.onnx.json).")
+        model_name, config_name = UPLOAD_NAMES[kind]
+        raise InvalidVoiceFiles(f"Send the files 'model' ({model_name}) and 'config' "
+                                f"({config_name}).")  # fmt: skip
     slug = check_name(str(form.get("slug", "")), param="slug")
     public, replace = _flag(form.get("public")), _flag(form.get("replace"))
     folder = Path(tempfile.mkdtemp(prefix="upload-", dir=_work_dir(app)))
     try:
-        model_path, config_path = folder / "model.onnx", folder / "model.onnx.json"
+        model_path, config_path = (folder / name for name in UPLOAD_NAMES[kind])
         await run_in_threadpool(_save, model, model_path)
         await run_in_threadpool(_save, config, config_path)
         record = await run_in_threadpool(
             lambda: app.engine.add_voice(
-                owner=owner, slug=slug, model_file=model_path, config_file=config_path,
-                public=public, replace=replace,
+                owner=owner, slug=slug, kind=kind, model_file=model_path,
+                config_file=config_path, public=public, replace=replace,
             )
         )  # fmt: skip
     finally:
