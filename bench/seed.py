@@ -13,9 +13,10 @@ and the same sentence is spoken four ways:
 
 Then what made (c) fast, step by step on the same token ids: torch inference (the seed's
 model), coqui's ONNX export under onnxruntime's defaults, our session options, the 2-D
-decoder; and the resident memory per voice, ours vs a Synthesizer. Durations are made
-deterministic on every path (duration noise 0) so that all of them synthesize the same
-audio length; the generator noise keeps its default.
+decoder (every stage, then only the stages of 64 channels or more); and the resident
+memory per voice, ours vs a Synthesizer. Durations are made deterministic on every path
+(duration noise 0) so that all of them synthesize the same audio length; the generator
+noise keeps its default.
 
 Run: ``voicepocket bench --suite seed`` or ``python bench/seed.py --runs 5``. Needs the
 coqui environment (``make coqui``) and ``redis-server``.
@@ -217,8 +218,11 @@ def run(tmp: Path, python: Path, args: argparse.Namespace) -> None:
     made = coqui(str(ROOT / "tests" / "coqui_tools.py"), "build", str(tmp / "ckpt"), "--full",
                  python=python)  # fmt: skip
     checkpoint, config = (Path(p) for p in made["en"])
-    plain = Path(coqui("-m", "voicepocket.voices.coqui_export", str(checkpoint), str(config),
-                       "--out", str(tmp / "plain"), "--plain", python=python)["onnx"])  # fmt: skip
+    plain, all_2d = (
+        Path(coqui("-m", "voicepocket.voices.coqui_export", str(checkpoint), str(config),
+                   "--out", str(tmp / name), *flags, python=python)["onnx"])
+        for name, flags in (("plain", ["--plain"]), ("all-2d", ["--nchwc-min-channels", "1"]))
+    )  # fmt: skip
 
     print("registering it with us ...", file=sys.stderr)
     engine = Engine(Settings(home=tmp / "home", threads=args.threads))
@@ -240,7 +244,10 @@ def run(tmp: Path, python: Path, args: argparse.Namespace) -> None:
             plain, onnxruntime.SessionOptions()
         ),
         "+ our session options": session(plain, voice_options(args.threads)),
-        "+ 2-D decoder (= our voice)": session(model, voice_options(args.threads)),
+        "+ 2-D decoder, every stage": session(all_2d, voice_options(args.threads)),
+        "+ 1-D again under 64 channels (= our voice)": session(
+            model, voice_options(args.threads)
+        ),
     }
     generated = next(iter(steps.values())).run(None, feed)[0]
     audio_s = generated.shape[-1] / voice.sample_rate
@@ -350,7 +357,7 @@ def report(
               f"| {previous / value:.2f}x |")  # fmt: skip
         previous = value
     print(f"| (c) the whole warm request (text, tokenizer, pool lease, trim) | {_ms(m['c'])} "
-          f"| | | +{_ms(m['c'] - previous)} |")  # fmt: skip
+          f"| | | {(m['c'] - previous) * 1000:+,.0f} ms |")  # fmt: skip
     seed_per = (seed_rss[-1] - seed_rss[0]) / (len(seed_rss) - 1)
     our_per = (our_rss[-1] - our_rss[0]) / (len(our_rss) - 1)
     print("\nResident memory (RSS) per voice, holding "

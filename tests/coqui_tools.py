@@ -42,7 +42,7 @@ SMALL_ARGS = dict(
     num_layers_flow=2,
     resblock_kernel_sizes_decoder=[3, 5],
     resblock_dilation_sizes_decoder=[[1, 3, 5], [1, 3, 5]],
-    upsample_initial_channel_decoder=64,
+    upsample_initial_channel_decoder=128,  # stage widths 64 (2-D) then 32, 16, 8 (1-D)
 )
 """A VITS small enough for tests (a few MB) with every part of the full one."""
 

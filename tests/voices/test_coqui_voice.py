@@ -4,12 +4,15 @@ onnxruntime alone, and equal to coqui's own ``Synthesizer`` (ids exactly, audio 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from coqui_support import PARITY_TEXTS
 
@@ -75,6 +78,23 @@ def test_registration_stores_onnx_and_manifest_not_the_checkpoint(
     assert all(k.endswith((MODEL_NAME, CONFIG_NAME)) for k in keys) and len(keys) == 4
 
 
+def test_decoder_runs_wide_stages_as_2d_and_narrow_ones_as_1d(
+    coqui_engine: tuple[Engine, dict[str, VoiceRecord]],
+) -> None:
+    """The test decoder's input conv and first stage (128 and 64 channels) are 2-D, so
+    onnxruntime runs them in its NCHWc layout; the 32-channel stages and below stay 1-D
+    (the parity tests below cover both)."""
+    engine, records = coqui_engine
+    graph = onnx.load(engine.registry.model_path(records["en"])).graph
+    weights = {w.name: list(w.dims) for w in graph.initializer}
+    convs = [weights[n.input[1]] for n in graph.node
+             if n.op_type in ("Conv", "ConvTranspose") and n.input[1] in weights]  # fmt: skip
+    wide = {w[0] for w in convs if len(w) == 4} | {w[1] for w in convs if len(w) == 4}
+    narrow = {w[0] for w in convs if len(w) == 3 and w[2] > 1 and w[0] < 64}
+    assert {128, 64} <= wide and max(wide) == 128
+    assert {32, 16, 8} <= narrow
+
+
 def test_manifests_describe_the_tokenizers(voices: dict[str, CoquiVoice]) -> None:
     english, korean = voices["en"].manifest, voices["ko"].manifest
     assert english.text_cleaner == "english_cleaners" and english.language == "en"
@@ -132,13 +152,26 @@ def test_korean_request_reads_numbers_in_hangul(coqui_engine) -> None:
         assert sum(chunk.duration_s for chunk in speech) > 0.1
 
 
-def test_speed_and_noise(voices: dict[str, CoquiVoice]) -> None:
-    voice, text = voices["en"], ["The quick brown fox jumps over the lazy dog."]
+def test_speed_and_noise(
+    coqui_engine: tuple[Engine, dict[str, VoiceRecord]], tmp_path: Path
+) -> None:
+    # Without trimming: coqui's trim (the signed maximum under a threshold) can cut a
+    # random-weight voice's whole output to its first 0.4 s, whatever the speed.
+    engine, records = coqui_engine
+    model = engine.registry.model_path(records["en"])
+    shutil.copy(model, tmp_path / model.name)
+    manifest = CoquiManifest.read(model.with_name(CONFIG_NAME))
+    (tmp_path / CONFIG_NAME).write_text(replace(manifest, trim_silence=None).to_json())
+    voice = CoquiVoice.load(tmp_path / model.name, threads=1)
+    text = ["The quick brown fox jumps over the lazy dog."]
     normal = next(voice.synthesize(text, DETERMINISTIC)).samples
     again = next(voice.synthesize(text, DETERMINISTIC)).samples
     np.testing.assert_array_equal(normal, again)
     slow = SynthesisParams(speed=0.5, noise_scale=0.0, noise_w=0.0)
     assert len(next(voice.synthesize(text, slow)).samples) > 1.5 * len(normal)
+    noisy = next(voice.synthesize(text, SynthesisParams(noise_w=0.0))).samples
+    assert len(noisy) == len(normal) and not np.array_equal(noisy, normal)
+    voice.close()
 
 
 SERVING_SCRIPT = textwrap.dedent(

@@ -12,9 +12,10 @@ Runs in the coqui environment (``voicepocket[coqui]``, ``make coqui``), started 
    trainer checkpoint and unused for inference) and its weights loaded strictly, so a
    checkpoint of another architecture or size fails here.
 4. The HiFi-GAN waveform decoder (about 90% of inference time, all 1-D convolutions) is
-   rebuilt with equivalent 2-D convolutions of height 1 over a 4-D tensor, which lets
-   onnxruntime run it with its blocked-layout (NCHWc) convolution kernels instead of
-   im2col + GEMM (``--plain`` skips this; ``bench/seed.py`` measures the gain).
+   rebuilt, in its stages of 64 channels or more, with equivalent 2-D convolutions of
+   height 1 over a 4-D tensor, which lets onnxruntime run them with its blocked-layout
+   (NCHWc) convolution kernels instead of im2col + GEMM (``--plain`` skips this;
+   ``bench/seed.py`` measures the gain).
 5. coqui's own ``Vits.export_onnx`` writes the model (weight norm folded, the three noise and
    length scales as an input), and the manifest records what the tokenizer needs.
 
@@ -116,10 +117,18 @@ def build_generator(raw_config: dict[str, Any], weights: dict[str, Any]) -> Any:
     return model
 
 
-def decoder_as_2d(model: Any) -> bool:
-    """Swap the waveform decoder's 1-D convolutions for equal 2-D ones (kernel 1 x k) and
-    run it on ``[B, C, 1, T]``; its other operations (leaky ReLU, sums, tanh) do not care
-    about rank. Returns False, changing nothing, for decoders with parts this does not
+NCHWC_MIN_CHANNELS = 64
+"""Narrowest decoder stage run as 2-D convolutions. Measured on the full-size decoder (2
+AVX2 cores): onnxruntime's NCHWc kernels run 64 to 256 channels at about 185 GFLOP/s, near
+the machines' peak, against 150-165 for im2col + GEMM; at 32 channels they fall to 88,
+below im2col's 126, so narrower stages stay 1-D."""
+
+
+def decoder_as_2d(model: Any, *, min_channels: int = NCHWC_MIN_CHANNELS) -> bool:
+    """Swap the 1-D convolutions of the waveform decoder's stages at least ``min_channels``
+    wide for equal 2-D ones (kernel 1 x k) running on ``[B, C, 1, T]``; its other
+    operations (leaky ReLU, sums, tanh) do not care about rank. The narrower stages that
+    follow stay 1-D. Returns False, changing nothing, for decoders with parts this does not
     cover (speaker conditioning, a linear input layer, non-integer padding)."""
     import torch
 
@@ -130,25 +139,66 @@ def decoder_as_2d(model: Any) -> bool:
         any(hasattr(decoder, name) for name in ("cond_layer", "lin_pre"))
         or getattr(decoder, "cond_in_each_up_layer", False)
         or any(isinstance(c.padding, str) or c.padding_mode != "zeros" for c in convs)
+        or decoder.conv_pre.out_channels < min_channels
     ):
         return False
+    # Stages narrow as they upsample: the first one under min_channels and all after it
+    # stay 1-D.
+    widths = [up.out_channels for up in decoder.ups]
+    narrow = next((i for i, width in enumerate(widths) if width < min_channels), len(widths))
+    size = decoder.num_kernels
+    _to_2d(decoder, [decoder.conv_pre, *decoder.ups[:narrow], *decoder.resblocks[: narrow * size]])
+    if narrow == len(widths):
+        _to_2d(decoder, [decoder.conv_post])
+    else:  # the first narrow stage takes the rank-4 tensor back to rank 3
+        decoder.ups[narrow] = _from_rank4(decoder.ups[narrow])
+    model.waveform_decoder = _rank4(decoder)
+    return True
+
+
+def _to_2d(decoder: Any, parts: list[Any]) -> None:
+    """Replace every 1-D convolution in ``parts`` (modules of ``decoder``) by its 2-D twin."""
+    import torch
+
+    one_d = torch.nn.Conv1d | torch.nn.ConvTranspose1d
+    targets = {id(m) for part in parts for m in part.modules() if isinstance(m, one_d)}
     for parent in list(decoder.modules()):
         for name, child in list(parent.named_children()):
-            if isinstance(child, one_d):
+            if id(child) in targets:
                 setattr(parent, name, _as_2d(child))
 
-    class Rank4(torch.nn.Module):  # type: ignore[misc]
-        """The decoder on ``x.unsqueeze(2)``, its output squeezed back to ``[B, 1, T]``."""
 
-        def __init__(self, inner: Any) -> None:
+def _rank4(inner: Any) -> Any:
+    import torch
+
+    class Rank4(torch.nn.Module):  # type: ignore[misc]
+        """The decoder on ``x.unsqueeze(2)``, its output back to ``[B, 1, T]``."""
+
+        def __init__(self) -> None:
             super().__init__()
             self.inner = inner
 
         def forward(self, x: Any, g: Any = None) -> Any:
-            return self.inner(x.unsqueeze(2), g=g).squeeze(2)
+            out = self.inner(x.unsqueeze(2), g=g)
+            return out.squeeze(2) if out.dim() == 4 else out
 
-    model.waveform_decoder = Rank4(decoder)
-    return True
+    return Rank4()
+
+
+def _from_rank4(inner: Any) -> Any:
+    import torch
+
+    class FromRank4(torch.nn.Module):  # type: ignore[misc]
+        """A 1-D module fed by a 2-D stage: squeezes the height of 1 first."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: Any) -> Any:
+            return self.inner(x.squeeze(2))
+
+    return FromRank4()
 
 
 def _as_2d(conv: Any) -> Any:
@@ -207,7 +257,12 @@ def manifest_of(model: Any, *, sources: dict[str, str]) -> CoquiManifest:
 
 
 def export(
-    checkpoint: Path, config_path: Path, out_dir: Path, *, plain: bool = False
+    checkpoint: Path,
+    config_path: Path,
+    out_dir: Path,
+    *,
+    plain: bool = False,
+    min_channels: int = NCHWC_MIN_CHANNELS,
 ) -> dict[str, Any]:
     """Validate, load, export; returns paths and timings."""
     import torch
@@ -227,7 +282,7 @@ def export(
         "torch": torch.__version__,
     }
     manifest = manifest_of(model, sources=sources)
-    decoder_2d = False if plain else decoder_as_2d(model)
+    decoder_2d = False if plain else decoder_as_2d(model, min_channels=min_channels)
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path, manifest_path = out_dir / ONNX_NAME, out_dir / MANIFEST_NAME
     model.export_onnx(output_path=str(onnx_path), verbose=False)
@@ -247,10 +302,15 @@ def main() -> None:
     parser.add_argument("config", type=Path)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--plain", action="store_true", help="coqui's export as it is")
+    parser.add_argument(
+        "--nchwc-min-channels", type=int, default=NCHWC_MIN_CHANNELS, metavar="N",
+        help="narrowest decoder stage made 2-D (1: every stage; for bench/seed.py)",
+    )  # fmt: skip
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
-        result = export(args.checkpoint, args.config, args.out, plain=args.plain)
+        result = export(args.checkpoint, args.config, args.out, plain=args.plain,
+                        min_channels=args.nchwc_min_channels)  # fmt: skip
     except InvalidVoiceFiles as refusal:
         print(json.dumps({"error": refusal.message, "param": refusal.param}))
         sys.exit(REFUSED)
