@@ -30,6 +30,7 @@ from voicepocket import audio
 from voicepocket.engine import Engine
 from voicepocket.errors import VoicePocketError
 from voicepocket.settings import Settings
+from voicepocket.store import ExpiryReport
 from voicepocket.voices import AudioChunk, SynthesisParams
 
 app = typer.Typer(help="VoicePocket: text to speech in your own voices.", no_args_is_help=True)
@@ -299,34 +300,19 @@ def gc(
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="Only count what would be deleted.")] = False,
 ) -> None:
-    """Delete stored audio older than the retention period, with its synthesis records."""
+    """Delete stored audio older than the retention period, with its synthesis records,
+    and unfinished writes (a killed writer's leftovers) in the audio and model stores."""
     settings = Settings()
     days = settings.audio_retention_days if days is None else days
-    if days <= 0:
-        typer.echo("audio retention is off (VOICEPOCKET_AUDIO_RETENTION_DAYS=0): nothing deleted")
-        return
     engine = _engine()
     try:
-        now, older_than = datetime.now(UTC), timedelta(days=days)
-        syntheses = engine.registry.syntheses
-        # A record is written just after its audio: the margin covers that gap.
-        records = {
-            s.storage_key: s for s in syntheses.older_than(now - older_than + timedelta(hours=1))
-        }
-
-        def drop_record(key: str) -> None:
-            record = records.pop(key, None)
-            if record is not None:
-                syntheses.delete(record)
-
-        report = engine.audio.expire(
-            older_than=older_than, now=now, before_delete=drop_record, dry_run=dry_run
-        )
-        for record in records.values():  # records whose audio was already gone
-            created = record.created_at.replace(tzinfo=record.created_at.tzinfo or UTC)
-            expired = not dry_run and created < now - older_than
-            if expired and not engine.audio.objects.exists(record.storage_key):
-                syntheses.delete(record)
+        now = datetime.now(UTC)
+        aborted = 0 if dry_run else _abort_unfinished_writes(engine, now)
+        if days <= 0:
+            typer.echo("audio retention is off (VOICEPOCKET_AUDIO_RETENTION_DAYS=0): no audio "
+                       f"deleted; unfinished uploads aborted: {aborted}")  # fmt: skip
+            return
+        report = _expire_audio(engine, now, timedelta(days=days), dry_run=dry_run)
     except VoicePocketError as error:
         raise _fail(error) from error
     finally:
@@ -334,8 +320,43 @@ def gc(
     verb = "would delete" if dry_run else "deleted"
     typer.echo(
         f"{verb} {len(report.deleted)} audio objects older than {days:g} days "
-        f"(kept {report.kept}; unfinished uploads aborted: {report.aborted_writes})"
+        f"(kept {report.kept}; unfinished uploads aborted: {aborted})"
     )
+
+
+UNFINISHED_WRITE_AGE = timedelta(days=1)
+"""An unfinished write this old is a killed writer's leftover: no upload takes a day."""
+
+
+def _abort_unfinished_writes(engine: Engine, now: datetime) -> int:
+    stores = (engine.audio.objects, engine.registry.models.objects)
+    return sum(s.abort_pending_writes(older_than=UNFINISHED_WRITE_AGE, now=now) for s in stores)
+
+
+def _expire_audio(
+    engine: Engine, now: datetime, older_than: timedelta, *, dry_run: bool
+) -> ExpiryReport:
+    """Expire old audio, each synthesis record just before its audio (so none points at
+    missing audio), then the records whose audio was already gone."""
+    syntheses = engine.registry.syntheses
+    # A record is written just after its audio: the margin covers that gap.
+    cutoff = now - older_than + timedelta(hours=1)
+    records = {s.storage_key: s for s in syntheses.older_than(cutoff)}
+
+    def drop_record(key: str) -> None:
+        record = records.pop(key, None)
+        if record is not None:
+            syntheses.delete(record)
+
+    report = engine.audio.expire(
+        older_than=older_than, now=now, before_delete=drop_record, dry_run=dry_run
+    )
+    for record in records.values():  # records whose audio was already gone
+        created = record.created_at.replace(tzinfo=record.created_at.tzinfo or UTC)
+        expired = not dry_run and created < now - older_than
+        if expired and not engine.audio.objects.exists(record.storage_key):
+            syntheses.delete(record)
+    return report
 
 
 @app.command()

@@ -602,9 +602,6 @@ class ExpiryReport:
     kept: int
     """Audio objects young enough to keep."""
 
-    aborted_writes: int
-    """Unfinished writes removed (local staging files, S3 multipart uploads)."""
-
 
 class AudioStore:
     """Synthesized audio at ``{owner}/{uuid}.{ext}``, the seed's bucket layout."""
@@ -636,8 +633,7 @@ class AudioStore:
         Only keys of the audio layout are touched, so a store root shared with anything
         else loses nothing else. ``before_delete(key)`` runs before each object goes (the
         API drops the synthesis row there, so no row ever points at missing audio); if it
-        raises, that object is kept and the error propagates. Unfinished writes older
-        than a day are aborted too.
+        raises, that object is kept and the error propagates.
         """
         now = now or datetime.now(UTC)
         cutoff = now - older_than
@@ -654,7 +650,4 @@ class AudioStore:
                     before_delete(info.key)
                 self.objects.delete(info.key)
             deleted.append(info.key)
-        aborted = 0
-        if not dry_run:
-            aborted = self.objects.abort_pending_writes(older_than=timedelta(days=1), now=now)
-        return ExpiryReport(deleted=deleted, kept=kept, aborted_writes=aborted)
+        return ExpiryReport(deleted=deleted, kept=kept)

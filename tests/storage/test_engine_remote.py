@@ -4,7 +4,9 @@ registered there is spoken after the worker's local cache is dropped, and
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -106,10 +108,20 @@ def test_gc_expires_audio_and_its_records(
 
     from voicepocket.cli import app
 
+    # A registration killed mid-write left a staging file in the (local) model store two
+    # days ago, and another is being written now: gc sweeps the old one only, whatever
+    # the audio retention.
+    staging = Path(Settings().models_url) / ".staging"
+    staging.mkdir(parents=True)
+    for name, age_s in (("killed", 2 * 86400), ("writing", 0)):
+        (staging / name).write_bytes(b"half a model")
+        os.utime(staging / name, (time.time() - age_s,) * 2)
+
     runner = CliRunner()
     result = runner.invoke(app, ["gc"])  # VOICEPOCKET_AUDIO_RETENTION_DAYS=0: off
     assert result.exit_code == 0, result.output
-    assert "nothing deleted" in result.output
+    assert "no audio deleted; unfinished uploads aborted: 1" in result.output
+    assert [p.name for p in staging.iterdir()] == ["writing"]
 
     result = runner.invoke(app, ["gc", "--days", "1"])  # all audio younger than that
     assert result.exit_code == 0, result.output
