@@ -82,12 +82,12 @@ class RemoteSpeech:
         self._workers = workers
         self._model_id = model_id
         self._retries = 0
+        self._received = 0
+        """Chunks received so far: where a retry resumes."""
         self._stream: DeploymentResponseGenerator[Any] | None = None
         header = self._start(call)
         self.sample_rate = header.sample_rate
         self.chunks = list(header.chunks)
-        self._received = 0
-        """Chunks received so far: where a retry resumes."""
 
     def _start(self, call: SpeakCall) -> SpeechHeader:
         while True:
@@ -120,7 +120,7 @@ class RemoteSpeech:
         self._retries += 1
         _LOGGER.warning(
             "Voice worker lost (%s: %s); retry %d of %d at chunk %d",
-            type(exc).__name__, exc, self._retries, RETRIES, getattr(self, "_received", 0),
+            type(exc).__name__, exc, self._retries, RETRIES, self._received,
         )  # fmt: skip
         time.sleep(RETRY_PAUSE_S * 2 ** (self._retries - 1))
 
