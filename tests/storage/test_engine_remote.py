@@ -112,7 +112,7 @@ def test_gc_expires_audio_and_its_records(
     # days ago, and another is being written now: gc sweeps the old one only, whatever
     # the audio retention.
     staging = Path(Settings().models_url) / ".staging"
-    staging.mkdir(parents=True)
+    staging.mkdir(parents=True, exist_ok=True)
     for name, age_s in (("killed", 2 * 86400), ("writing", 0)):
         (staging / name).write_bytes(b"half a model")
         os.utime(staging / name, (time.time() - age_s,) * 2)
