@@ -80,9 +80,10 @@ class Settings(BaseSettings):
     per_key_requests: int = Field(default=8, ge=1)
     """Requests one API key may have admitted (running or waiting) at once; past it, 429."""
 
-    first_chunk_chars: int = Field(default=30, ge=10)
-    """Longest first text chunk of a request, in characters: short (a few words, about a
-    second of speech), so audio starts soon; the next chunk is ready before it ends."""
+    first_chunk_chars: int = Field(default=16, ge=10)
+    """Longest first text chunk of a request, in characters, when an inference slot is free
+    (behind a queue, whole sentences): two or three words, so audio starts within ~100 ms;
+    the chunks after it grow 4-fold, each ready before the one before has played."""
 
     drain_s: float = Field(default=30.0, ge=0)
     """On SIGTERM, how long in-flight requests may take to finish, in seconds."""

@@ -158,8 +158,9 @@ def test_scheduler_hands_slots_round_robin_across_owners() -> None:
         deadline = time.monotonic() + 10
         while scheduler.waiting < len(threads):  # queued in this exact order
             assert time.monotonic() < deadline
+    assert not scheduler.slot_free
     gate.set()
     for thread in [first, *threads]:
         thread.join(10)
     assert order == ["alice", "bob", "alice", "alice", "alice"]
-    assert scheduler.running == 0 and scheduler.waiting == 0
+    assert scheduler.running == 0 and scheduler.waiting == 0 and scheduler.slot_free

@@ -175,7 +175,8 @@ def test_chunks_never_exceed_limits_and_keep_the_text(seed: int) -> None:
 
     assert all(len(chunk) <= max_chunk_chars for chunk in chunks)
     if chunks and first_chunk_chars is not None:
-        assert len(chunks[0]) <= first_chunk_chars
+        # Longer only if it could not be cut between words.
+        assert len(chunks[0]) <= first_chunk_chars or " " not in chunks[0][: first_chunk_chars + 1]
     assert all(chunk == chunk.strip() and chunk for chunk in chunks)
     assert _without_whitespace(" ".join(chunks)) == _without_whitespace(text)
 
@@ -200,3 +201,21 @@ def test_long_clauses_fit() -> None:
     chunks = split_chunks(text, max_chunk_chars=100)
     assert all(len(chunk) <= 100 for chunk in chunks)
     assert " ".join(chunks) == text
+
+
+def test_the_opening_chunks_ramp_up_between_words() -> None:
+    """Each opening chunk at most RAMP (4) times the one before, cut between words."""
+    text = "One two three four five six seven eight nine ten eleven twelve thirteen fourteen."
+    assert split_chunks(text, max_chunk_chars=300, first_chunk_chars=10) == [
+        "One two",
+        "three four five six seven eight nine ten",
+        "eleven twelve thirteen fourteen.",
+    ]
+
+
+def test_the_first_chunk_is_never_cut_inside_a_word() -> None:
+    text = "Internationalization matters. Then more."
+    assert split_chunks(text, max_chunk_chars=300, first_chunk_chars=10) == [
+        "Internationalization matters.",
+        "Then more.",
+    ]

@@ -118,6 +118,12 @@ class FairScheduler:
             del self._waiting[owner]
 
     @property
+    def slot_free(self) -> bool:
+        """Whether a chunk asking now would run at once (a slot free, nobody waiting)."""
+        with self._lock:
+            return self._free > 0 and not self._waiting
+
+    @property
     def waiting(self) -> int:
         """Chunks waiting for a slot."""
         with self._lock:
