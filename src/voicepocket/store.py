@@ -495,12 +495,10 @@ def _filesystem(backend: Backend, options: StorageOptions) -> AbstractFileSystem
 
 
 def _s3_filesystem(options: StorageOptions) -> AbstractFileSystem:
-    from s3fs import S3FileSystem
-
     client_kwargs: dict[str, Any] = {}
     if options.s3_region:
         client_kwargs["region_name"] = options.s3_region
-    fs = S3FileSystem(
+    fs = _no_expect_s3_class()(
         endpoint_url=options.s3_endpoint_url or None,
         key=options.s3_access_key_id or None,
         secret=options.s3_secret_access_key or None,
@@ -521,6 +519,23 @@ def _s3_filesystem(options: StorageOptions) -> AbstractFileSystem:
     # s3fs's own retry loop would multiply botocore's tries; leave the retrying to one.
     fs.retries = 1
     return fs
+
+
+def _no_expect_s3_class() -> type[AbstractFileSystem]:
+    """``S3FileSystem`` whose writes send no ``Expect: 100-continue``. botocore asks for it
+    on every file-like body and aiohttp then waits for the "100 Continue" with no timeout,
+    so an endpoint that accepts connections but never answers (a frozen process) held a
+    write forever; without it, the read timeout bounds the wait for the answer."""
+    from botocore.handlers import add_expect_header
+    from s3fs import S3FileSystem
+
+    class NoExpectS3FileSystem(S3FileSystem):  # type: ignore[misc]
+        async def set_session(self, *args: Any, **kwargs: Any) -> Any:
+            client = await super().set_session(*args, **kwargs)
+            client.meta.events.unregister("before-call.s3", add_expect_header)
+            return client
+
+    return NoExpectS3FileSystem
 
 
 def _gcs_filesystem(options: StorageOptions) -> AbstractFileSystem:

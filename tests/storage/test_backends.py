@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
+import threading
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -250,6 +253,47 @@ def test_unreachable_storage_is_a_storage_error(remote_backend: Backend) -> None
     ):
         with pytest.raises(StorageError):
             operation()
+
+
+def test_a_frozen_endpoint_times_out(remote_backend: Backend) -> None:
+    """An endpoint that accepts connections and never answers (a frozen server: the
+    kernel completes the handshakes) fails within the timeout as StorageError, writes
+    included (S3 writes used to wait for a "100 Continue" forever)."""
+    frozen = socket.socket()
+    frozen.bind(("127.0.0.1", 0))
+    frozen.listen(64)  # never accepted, never read
+    endpoint = f"http://127.0.0.1:{frozen.getsockname()[1]}"
+    field = "s3_endpoint_url" if remote_backend.name == "s3" else "gcs_endpoint_url"
+    objects = remote_backend.store(**{field: endpoint, "timeout_s": 1.0, "attempts": 1})
+    try:
+        for operation in (
+            lambda: objects.put_bytes("alice/x.wav", b"RIFF"),
+            lambda: objects.put("alice/y.wav", [b"\x00" * MIB] * 6),
+            lambda: objects.read_bytes("alice/x.wav"),
+        ):
+            assert isinstance(_raised_within(operation, timeout_s=10), StorageError)
+    finally:
+        frozen.close()
+    assert remote_backend.raw_keys() == []
+
+
+def _raised_within(operation: Callable[[], object], *, timeout_s: float) -> BaseException:
+    """What ``operation`` raised, run on a daemon thread so that a hang fails the test
+    (after ``timeout_s``) instead of stalling the suite."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            operation()
+        except BaseException as error:
+            raised.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    assert not thread.is_alive(), f"still waiting after {timeout_s} s"
+    assert raised, "no error raised"
+    return raised[0]
 
 
 def test_connection_cut_mid_upload_leaves_nothing_visible(remote_backend: Backend) -> None:
