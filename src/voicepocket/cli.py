@@ -376,6 +376,7 @@ def bench(
     script = Path(__file__).resolve().parents[2] / "bench" / f"{suite}.py"
     if not script.exists():
         raise typer.BadParameter(f"{script} not found: run from a source checkout")
+    sys.path.insert(0, str(script.parent))  # as `python bench/<suite>.py` would: its helpers
     sys.argv = [str(script), "--runs", str(runs)]
     if threads is not None:
         sys.argv += ["--threads", str(threads)]

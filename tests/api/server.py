@@ -37,11 +37,7 @@ class Server:
     def key(self, owner: str) -> str:
         """A live API key for ``owner`` (created through the CLI, as an operator would)."""
         if owner not in self.keys:
-            created = subprocess.run(
-                [*VOICEPOCKET, "keys", "create", "--owner", owner],
-                env=self.env, capture_output=True, text=True, check=True, timeout=60,
-            )  # fmt: skip
-            self.keys[owner] = created.stdout.strip()
+            self.keys[owner] = create_key(owner, self.env)
         return self.keys[owner]
 
     def client(self, owner: str | None = "alice", **options: object) -> httpx.Client:
@@ -57,6 +53,15 @@ class Server:
                 self.process.kill()
                 self.process.wait(10)
         return self.process.returncode
+
+
+def create_key(owner: str, env: dict[str, str]) -> str:
+    """A new API key for ``owner``, made with ``voicepocket keys create`` under ``env``."""
+    created = subprocess.run(
+        [*VOICEPOCKET, "keys", "create", "--owner", owner],
+        env=env, capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    return created.stdout.strip()
 
 
 def start_server(home: Path, **settings: object) -> Server:

@@ -23,12 +23,12 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from server import create_key
 
 from voicepocket.cluster.shared import ReplicaStats, SharedState
 
 POSTGRES_SOCKET_DIR = "/var/run/postgresql"
 HERE = Path(__file__).parent
-VOICEPOCKET = [sys.executable, "-m", "voicepocket.cli"]
 READY_TIMEOUT_S = 240
 
 
@@ -48,11 +48,7 @@ class Cluster:
 
     def key(self, owner: str) -> str:
         if owner not in self.keys:
-            created = subprocess.run(
-                [*VOICEPOCKET, "keys", "create", "--owner", owner],
-                env=self.env, capture_output=True, text=True, check=True, timeout=60,
-            )  # fmt: skip
-            self.keys[owner] = created.stdout.strip()
+            self.keys[owner] = create_key(owner, self.env)
         return self.keys[owner]
 
     def client(self, owner: str | None = "alice", **options: object) -> httpx.Client:

@@ -84,20 +84,24 @@ class RemoteSpeech:
         self._retries = 0
         self._received = 0
         """Chunks received so far: where a retry resumes."""
+        self.chunks: list[str] = []
         self._stream: DeploymentResponseGenerator[Any] | None = None
-        header = self._start(call)
+        header = self._open()
         self.sample_rate = header.sample_rate
         self.chunks = list(header.chunks)
 
-    def _start(self, call: SpeakCall) -> SpeechHeader:
+    def _open(self) -> SpeechHeader:
+        """Start the call on a replica (after a loss, resumed at the first chunk not yet
+        received) and read its header."""
         while True:
+            call = self._call
+            if self.chunks:
+                call = call.resume(tuple(self.chunks), self._received)
             handle = self._workers.options(stream=True, multiplexed_model_id=self._model_id)
             self._stream = handle.speak.remote(call)
             try:
                 item = self._next()
             except Exception as exc:
-                if not is_worker_loss(exc):
-                    raise
                 self._lost(exc)
                 continue
             if not isinstance(item, SpeechHeader):
@@ -114,7 +118,11 @@ class RemoteSpeech:
             raise item.error()
         return item
 
-    def _lost(self, exc: BaseException) -> None:
+    def _lost(self, exc: Exception) -> None:
+        """Re-raise ``exc`` unless it is a lost worker; else count the retry (a 503 once
+        they are spent) and pause before it."""
+        if not is_worker_loss(exc):
+            raise exc
         if self._retries == RETRIES:
             raise WorkerLost("A voice worker was lost; retry shortly.", retry_after_s=2.0) from exc
         self._retries += 1
@@ -130,10 +138,8 @@ class RemoteSpeech:
                 try:
                     item = self._next()
                 except Exception as exc:
-                    if not is_worker_loss(exc):
-                        raise
                     self._lost(exc)
-                    self._start(self._call.resume(tuple(self.chunks), self._received))
+                    self._open()
                     continue
                 self._received += 1
                 yield item
