@@ -12,15 +12,19 @@ The tree (HTTP status in brackets)::
      │    ├── VoiceTooLarge           [422] a voice that cannot fit the whole pool budget
      │    └── PayloadTooLarge         [413] an upload over VOICEPOCKET_MAX_UPLOAD_BYTES
      ├── AuthenticationError          [401] no API key, or not a live one
-     ├── RateLimited                  [429] the caller has too much in flight, or the queue
-     │                                      is full; retry after ``retry_after_s``
+     ├── RetryLater                   (base) carries ``retry_after_s`` for ``Retry-After``
+     │    ├── RateLimited             [429] the caller has too much in flight, or the queue
+     │    │                                 is full
+     │    └── CapacityError           [503] resident voices are all in use; retry later
+     │         ├── Draining           [503] the server is shutting down
+     │         └── WorkerLost         [503] a voice worker was lost and none could resume
      ├── NotFound                     [404] nothing the caller may see has that id
      │    └── VoiceNotFound           [404] (also another owner's private voice)
      ├── Conflict                     [409]
      │    └── VoiceExists             [409] the owner already has a voice with that slug
-     ├── CapacityError                [503] resident voices are all in use; retry later
-     │    └── Draining                [503] the server is shutting down
      ├── StorageError                 [503] object storage failed or is unreachable
+     ├── StoreKeyError                [500] a storage key of ours is malformed (a bug, never
+     │                                      user input)
      └── EngineError                  [500] inference failed inside onnxruntime
 
 Each class carries its HTTP ``status``, OpenAI's error ``type`` and a stable ``code``; the
@@ -107,17 +111,21 @@ class AuthenticationError(VoicePocketError):
     code = "invalid_api_key"
 
 
-class RateLimited(VoicePocketError):
-    """Too many requests admitted for this key, or for the whole server; retry later."""
-
-    status = 429
-    type = "rate_limit_error"
-    code = "rate_limit_exceeded"
+class RetryLater(VoicePocketError):
+    """A refusal the client should retry after ``retry_after_s`` seconds."""
 
     def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
         """Seconds the client should wait before retrying."""
+
+
+class RateLimited(RetryLater):
+    """Too many requests admitted for this key, or for the whole server; retry later."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
 
 
 class NotFound(VoicePocketError):
@@ -148,17 +156,12 @@ class VoiceExists(Conflict):
     code = "voice_exists"
 
 
-class CapacityError(VoicePocketError):
+class CapacityError(RetryLater):
     """The service is momentarily full (e.g. every resident voice is in use); retry later."""
 
     status = 503
     type = "server_error"
     code = "overloaded"
-
-    def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-        """Seconds the client should wait before retrying."""
 
 
 class Draining(CapacityError):
@@ -167,12 +170,26 @@ class Draining(CapacityError):
     code = "shutting_down"
 
 
+class WorkerLost(CapacityError):
+    """The voice worker serving a synthesis was lost and no live worker could resume it."""
+
+    code = "worker_lost"
+
+
 class StorageError(VoicePocketError):
     """Object storage failed or is unreachable."""
 
     status = 503
     type = "server_error"
     code = "storage_unavailable"
+
+
+class StoreKeyError(VoicePocketError):
+    """A storage key we built is malformed: a bug of ours, never the client's input."""
+
+    status = 500
+    type = "server_error"
+    code = "internal_error"
 
 
 class EngineError(VoicePocketError):

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from voicepocket.errors import CapacityError, RateLimited, StorageError, VoicePocketError
+from voicepocket.errors import RetryLater, StorageError, VoicePocketError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def error_response(
 
 def from_error(error: VoicePocketError) -> JSONResponse:
     headers = None
-    if isinstance(error, RateLimited | CapacityError):
+    if isinstance(error, RetryLater):
         headers = {"Retry-After": str(max(1, round(error.retry_after_s)))}
     elif isinstance(error, StorageError):
         headers = {"Retry-After": "5"}

@@ -78,6 +78,6 @@ class Failure:
         kind = getattr(errors, self.kind, None)
         if not (isinstance(kind, type) and issubclass(kind, errors.VoicePocketError)):
             return errors.EngineError("Synthesis failed.")
-        if issubclass(kind, errors.RateLimited | errors.CapacityError):
+        if issubclass(kind, errors.RetryLater):
             return kind(self.message, retry_after_s=self.retry_after_s or 1.0)
         return kind(self.message, param=self.param)
