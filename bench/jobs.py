@@ -5,7 +5,7 @@
 2. A 50,000-character asynchronous job: wall time, audio length and real-time factor
    (wall seconds per second of audio).
 
-Run: ``python bench/jobs.py`` (or ``voicepocket bench --suite jobs``).
+Run: ``python -m bench.jobs`` (or ``voicepocket bench --suite jobs``).
 """
 
 from __future__ import annotations
@@ -13,16 +13,14 @@ from __future__ import annotations
 import argparse
 import io
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import soundfile as sf
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "api"))
-from server import start_server
-from timing import timed
+from bench.timing import timed
+from tests.api.server import start_server  # a namespace package: see bench/__init__.py
 
 SENTENCES = [
     "The old lighthouse keeper climbed the stairs each evening at dusk.",

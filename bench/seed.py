@@ -18,7 +18,7 @@ memory per voice, ours vs a Synthesizer. Durations are made deterministic on eve
 (duration noise 0) so that all of them synthesize the same audio length; the generator
 noise keeps its default.
 
-Run: ``voicepocket bench --suite seed`` or ``python bench/seed.py --runs 5``. Needs the
+Run: ``voicepocket bench --suite seed`` or ``python -m bench.seed --runs 5``. Needs the
 coqui environment (``make coqui``) and ``redis-server``.
 """
 
@@ -44,9 +44,10 @@ import numpy as np
 import onnxruntime
 import psutil
 
+from voicepocket.chunks import SynthesisParams
 from voicepocket.engine import Engine
 from voicepocket.settings import Settings
-from voicepocket.voices import CoquiVoice, SynthesisParams
+from voicepocket.voices import CoquiVoice
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCE = (
@@ -188,9 +189,9 @@ def rss_child(model: Path, voices: int, threads: int) -> None:
 
 def ours_rss(model: Path, voices: int, threads: int) -> list[int]:
     completed = subprocess.run(
-        [sys.executable, __file__, "--rss-child", str(model), "--voices", str(voices),
-         "--threads", str(threads)],
-        capture_output=True, text=True, check=True, timeout=600,
+        [sys.executable, "-m", "bench.seed", "--rss-child", str(model), "--voices",
+         str(voices), "--threads", str(threads)],
+        cwd=ROOT, capture_output=True, text=True, check=True, timeout=600,
     )  # fmt: skip
     rss: list[int] = json.loads(completed.stdout.strip().splitlines()[-1])["rss"]
     return rss
@@ -258,7 +259,7 @@ def run(tmp: Path, python: Path, args: argparse.Namespace) -> None:
                 pass
 
     def cold() -> None:
-        engine.pool.discard(record.pool_key)
+        engine.voices.pool.discard(record.pool_key)  # the default build's ResidentVoices
         speak()
 
     print("all paths, interleaved ...", file=sys.stderr)

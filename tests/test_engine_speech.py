@@ -66,13 +66,14 @@ def test_input_errors_surface_before_audio(engine: Engine) -> None:
     with pytest.raises(EmptyText):
         engine.speak("joe", "   😀 ")
     with pytest.raises(TextTooLong):
-        engine.speak("joe", "a" * (engine.settings.max_input_chars + 1))
+        engine.speak("joe", "a" * (engine.settings.max_input_chars + 1),
+                     limit=engine.settings.max_input_chars)
     with pytest.raises(VoiceNotFound):
         engine.speak("nobody/nothing", "Hello.")
-    assert engine.pool.stats().in_use == 0  # no lease left behind
+    assert engine.voices.pool.stats().in_use == 0  # no lease left behind
 
 
 def test_default_voice_is_pinned_and_warm(engine: Engine) -> None:
     record = engine.registry.resolve("demo/joe", caller=None)
     assert record.public
-    assert engine.pool.is_resident(record.pool_key)
+    assert engine.voices.pool.is_resident(record.pool_key)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from helpers import eventually
 
 from voicepocket.errors import CapacityError, VoiceTooLarge
 from voicepocket.pool import VoicePool
@@ -48,10 +48,8 @@ class FakeLoader:
 
 
 def wait_for_misses(pool: VoicePool[FakeVoice], count: int) -> None:
-    """Spin until ``count`` leases have missed (all are then waiting on the one load)."""
-    deadline = time.monotonic() + 10
-    while pool.stats().misses < count:
-        assert time.monotonic() < deadline
+    """Wait until ``count`` leases have missed: each then waits on a load or for room."""
+    eventually(lambda: pool.stats().misses >= count, timeout_s=10, what=f"{count} pool misses")
 
 
 def use(pool: VoicePool[FakeVoice], loader: FakeLoader, key: str, cost: int = 100 * MB) -> None:
@@ -173,26 +171,28 @@ def test_voice_in_use_is_not_evicted_and_load_waits_for_release() -> None:
     def holder() -> None:
         with pool.lease("a", cost_bytes=100 * MB, load=loader.for_key("a")) as voice:
             holder_has_lease.set()
-            let_go.wait(10)
-            assert not voice.closed
+            assert let_go.wait(10)
+            assert not voice.closed, "a was closed under its user"
 
-    thread = threading.Thread(target=holder)
-    thread.start()
-    assert holder_has_lease.wait(10)
-    result: list[str] = []
-
-    def second() -> None:
+    def second() -> str:
         with pool.lease("b", cost_bytes=100 * MB, load=loader.for_key("b")) as voice:
-            result.append(voice.key)
+            return voice.key
 
-    waiter = threading.Thread(target=second)
-    waiter.start()
-    assert not loader.voices["a"].closed
-    assert loader.loads == ["a"]  # b cannot load while a is in use
-    let_go.set()
-    thread.join(10)
-    waiter.join(10)
-    assert result == ["b"]
+    with ThreadPoolExecutor(2) as executor:
+        try:
+            held = executor.submit(holder)
+            assert holder_has_lease.wait(10)
+            waiting = executor.submit(second)
+            # b's miss is counted under the pool lock it then waits on for room, so from
+            # here on b has either loaded (wrongly) or is waiting for a to be released.
+            wait_for_misses(pool, 2)
+            assert not loader.voices["a"].closed
+            assert loader.loads == ["a"]  # b cannot load while a is in use
+            assert not waiting.done()
+        finally:
+            let_go.set()
+        held.result(timeout=10)  # re-raises the holder's own assertions
+        assert waiting.result(timeout=10) == "b"
     assert loader.voices["a"].closed
     assert pool.resident_keys() == ["b"]
 

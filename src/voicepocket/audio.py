@@ -57,8 +57,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from voicepocket.chunks import AudioChunk
 from voicepocket.errors import UnsupportedFormat
-from voicepocket.voices.base import AudioChunk
 
 _LOGGER = logging.getLogger(__name__)
 

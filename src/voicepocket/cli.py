@@ -6,10 +6,11 @@ same engine, acting as the local operator (who sees every voice).
 
 from __future__ import annotations
 
-import runpy
+import subprocess
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -27,11 +28,10 @@ from rich.progress import (
 )
 
 from voicepocket import audio
+from voicepocket.chunks import AudioChunk, SynthesisParams
 from voicepocket.engine import Engine
 from voicepocket.errors import VoicePocketError
 from voicepocket.settings import Settings
-from voicepocket.store import ExpiryReport
-from voicepocket.voices import AudioChunk, SynthesisParams
 
 app = typer.Typer(help="VoicePocket: text to speech in your own voices.", no_args_is_help=True)
 voices_app = typer.Typer(help="Manage registered voices.", no_args_is_help=True)
@@ -40,15 +40,24 @@ keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
 
-def _engine() -> Engine:
-    engine = Engine(Settings())
-    engine.start(prewarm=False)
-    return engine
-
-
 def _fail(error: VoicePocketError) -> typer.Exit:
     typer.secho(f"error: {error.message}", fg=typer.colors.RED, err=True)
     return typer.Exit(code=2)
+
+
+@contextmanager
+def _operator() -> Iterator[Engine]:
+    """The operator's engine, started (nothing pre-warmed) and always closed; a
+    ``VoicePocketError`` from it or from the block becomes the CLI's error exit."""
+    try:
+        engine = Engine(Settings())
+        try:
+            engine.start(prewarm=False)
+            yield engine
+        finally:
+            engine.close()
+    except VoicePocketError as error:
+        raise _fail(error) from error
 
 
 @app.command()
@@ -65,8 +74,8 @@ def serve(
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = Settings(**overrides)  # type: ignore[arg-type]
     if cluster is not None:
-        from voicepocket.api.server import configure_logging
         from voicepocket.cluster.app import serve_cluster
+        from voicepocket.logs import configure_logging
 
         configure_logging()
         serve_cluster(settings, address=cluster)
@@ -101,12 +110,9 @@ def say(
         fmt = audio.check_format(format or audio.format_from_path(output))
     except VoicePocketError as error:
         raise _fail(error) from error
-    engine = _engine()
-    try:
+    with _operator() as engine:
         started = time.perf_counter()
-        with engine.speak(
-            voice, text, params=SynthesisParams(speed=speed), max_chars=None
-        ) as speech:
+        with engine.speak(voice, text, params=SynthesisParams(speed=speed)) as speech:
             chunks = _Timeline(speech)
             if output == "-" or len(speech.chunks) < 2:
                 size = _write(chunks, fmt, output)
@@ -115,10 +121,6 @@ def say(
                     task = bar.add_task("Synthesizing", total=len(speech.chunks))
                     size = _write(_advancing(chunks, bar, task), fmt, output)
         elapsed = time.perf_counter() - started
-    except VoicePocketError as error:
-        raise _fail(error) from error
-    finally:
-        engine.close()
     target = "stdout" if output == "-" else output
     typer.echo(
         f"{speech.record.ref}: {chunks.audio_s:.2f} s of audio in {elapsed:.2f} s "
@@ -180,11 +182,8 @@ def _write(chunks: Iterable[AudioChunk], fmt: str, output: str) -> int:
 @voices_app.command("list")
 def voices_list() -> None:
     """List every registered voice."""
-    engine = _engine()
-    try:
+    with _operator() as engine:
         records = engine.registry.list_voices(caller=None)
-    finally:
-        engine.close()
     typer.echo(f"{'VOICE':<32} {'KIND':<7} {'PUBLIC':<6} {'RATE':>6} {'RESIDENT':>9}  SHA256")
     for r in records:
         typer.echo(
@@ -217,16 +216,11 @@ def voices_add(
         config = config or coqui_config or model.with_name("config.json")
     config = config or model.with_name(model.name + ".json")
     slug = slug or _slug_from(model)
-    engine = _engine()
-    try:
+    with _operator() as engine:
         record = engine.add_voice(
             owner=owner, slug=slug, model_file=model, config_file=config,
             public=public, replace=replace, prewarm=False, kind="coqui" if coqui else "piper",
         )  # fmt: skip
-    except VoicePocketError as error:
-        raise _fail(error) from error
-    finally:
-        engine.close()
     typer.echo(
         f"registered {record.ref} ({record.cost_bytes / 1e6:.0f} MB resident, "
         f"sha256 {record.model_sha256[:12]})"
@@ -241,37 +235,24 @@ def _slug_from(model: Path) -> str:
 @voices_app.command("rm")
 def voices_rm(voice: Annotated[str, typer.Argument(help="owner/slug")]) -> None:
     """Delete a voice: its registry row, its files and its place in the pool."""
-    engine = _engine()
-    try:
+    with _operator() as engine:
         record = engine.delete_voice(voice, caller=None)
-    except VoicePocketError as error:
-        raise _fail(error) from error
-    finally:
-        engine.close()
     typer.echo(f"deleted {record.ref}")
 
 
 @keys_app.command("create")
 def keys_create(owner: Annotated[str, typer.Option(help="Owner the key acts as.")]) -> None:
     """Create an API key for OWNER and print it (it is stored hashed: shown only now)."""
-    engine = _engine()
-    try:
+    with _operator() as engine:
         _, key = engine.registry.keys.create(owner)
-    except VoicePocketError as error:
-        raise _fail(error) from error
-    finally:
-        engine.close()
     typer.echo(key)
 
 
 @keys_app.command("list")
 def keys_list(owner: Annotated[str | None, typer.Option(help="Only this owner's.")] = None) -> None:
     """List API keys (their prefixes, never the keys)."""
-    engine = _engine()
-    try:
+    with _operator() as engine:
         keys = engine.registry.keys.list(owner)
-    finally:
-        engine.close()
     typer.echo(f"{'ID':<32}  {'PREFIX':<10}  {'OWNER':<16}  {'CREATED':<19}  STATE")
     for key in keys:
         state = "revoked" if key.revoked_at else "live"
@@ -282,13 +263,8 @@ def keys_list(owner: Annotated[str | None, typer.Option(help="Only this owner's.
 @keys_app.command("revoke")
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="Key id or prefix.")]) -> None:
     """Revoke an API key; it stops working at once."""
-    engine = _engine()
-    try:
+    with _operator() as engine:
         key = engine.registry.keys.revoke(key_id)
-    except VoicePocketError as error:
-        raise _fail(error) from error
-    finally:
-        engine.close()
     typer.echo(f"revoked {key.prefix}… of {key.owner}")
 
 
@@ -304,19 +280,14 @@ def gc(
     and unfinished writes (a killed writer's leftovers) in the audio and model stores."""
     settings = Settings()
     days = settings.audio_retention_days if days is None else days
-    engine = _engine()
-    try:
+    with _operator() as engine:
         now = datetime.now(UTC)
         aborted = 0 if dry_run else _abort_unfinished_writes(engine, now)
         if days <= 0:
             typer.echo("audio retention is off (VOICEPOCKET_AUDIO_RETENTION_DAYS=0): no audio "
                        f"deleted; unfinished uploads aborted: {aborted}")  # fmt: skip
             return
-        report = _expire_audio(engine, now, timedelta(days=days), dry_run=dry_run)
-    except VoicePocketError as error:
-        raise _fail(error) from error
-    finally:
-        engine.close()
+        report = engine.archive.expire(older_than=timedelta(days=days), now=now, dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
     typer.echo(
         f"{verb} {len(report.deleted)} audio objects older than {days:g} days "
@@ -333,32 +304,6 @@ def _abort_unfinished_writes(engine: Engine, now: datetime) -> int:
     return sum(s.abort_pending_writes(older_than=UNFINISHED_WRITE_AGE, now=now) for s in stores)
 
 
-def _expire_audio(
-    engine: Engine, now: datetime, older_than: timedelta, *, dry_run: bool
-) -> ExpiryReport:
-    """Expire old audio, each synthesis record just before its audio (so none points at
-    missing audio), then the records whose audio was already gone."""
-    syntheses = engine.registry.syntheses
-    # A record is written just after its audio: the margin covers that gap.
-    cutoff = now - older_than + timedelta(hours=1)
-    records = {s.storage_key: s for s in syntheses.older_than(cutoff)}
-
-    def drop_record(key: str) -> None:
-        record = records.pop(key, None)
-        if record is not None:
-            syntheses.delete(record)
-
-    report = engine.audio.expire(
-        older_than=older_than, now=now, before_delete=drop_record, dry_run=dry_run
-    )
-    for record in records.values():  # records whose audio was already gone
-        created = record.created_at.replace(tzinfo=record.created_at.tzinfo or UTC)
-        expired = not dry_run and created < now - older_than
-        if expired and not engine.audio.objects.exists(record.storage_key):
-            syntheses.delete(record)
-    return report
-
-
 @app.command()
 def bench(
     runs: Annotated[int, typer.Option(help="Timed runs per row.")] = 7,
@@ -370,17 +315,21 @@ def bench(
         typer.Option(help="bench/<suite>.py: core, api, jobs, seed, cluster."),
     ] = "core",
 ) -> None:
-    """Benchmark the engine against a Piper user's way (needs a source checkout: bench/)."""
+    """Benchmark the engine against a Piper user's way (needs a source checkout: bench/).
+
+    Runs ``python -m bench.<suite>`` in the checkout, as one would by hand."""
     if not suite.isidentifier():
         raise typer.BadParameter(f"no bench suite {suite!r}")
-    script = Path(__file__).resolve().parents[2] / "bench" / f"{suite}.py"
+    root = Path(__file__).resolve().parents[2]
+    script = root / "bench" / f"{suite}.py"
     if not script.exists():
         raise typer.BadParameter(f"{script} not found: run from a source checkout")
-    sys.path.insert(0, str(script.parent))  # as `python bench/<suite>.py` would: its helpers
-    sys.argv = [str(script), "--runs", str(runs)]
+    command = [sys.executable, "-m", f"bench.{suite}", "--runs", str(runs)]
     if threads is not None:
-        sys.argv += ["--threads", str(threads)]
-    runpy.run_path(str(script), run_name="__main__")
+        command += ["--threads", str(threads)]
+    returncode = subprocess.run(command, cwd=root, check=False).returncode
+    if returncode != 0:
+        raise typer.Exit(code=returncode)
 
 
 if __name__ == "__main__":

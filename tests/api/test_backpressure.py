@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 from server import Server, start_server
 
-from voicepocket.api.admission import Admission, FairScheduler
+from voicepocket.admission import Admission, FairScheduler
 from voicepocket.errors import RateLimited
 
 LONG = " ".join(f"This is sentence number {n} of a long reading, spoken slowly." for n in

@@ -262,10 +262,57 @@ def test_a_closed_encoder_refuses_more_audio() -> None:
 
 
 @pytest.mark.parametrize("fmt", audio.FORMATS)
-def test_abandoning_a_stream_midway_is_clean(fmt: str) -> None:
-    stream = audio.encode_stream(split(tone()), fmt)
-    next(stream)
-    stream.close()
+def test_abandoning_a_stream_midway_is_clean(fmt: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client that goes away closes the generator: the encoder is closed, not finished,
+    libsndfile's handle is freed, no more synthesis is pulled and nothing more comes out."""
+    encoders: list[audio.StreamEncoder] = []
+    finished: list[audio.StreamEncoder] = []
+    sndfiles: list[sf.SoundFile] = []
+
+    class SpyEncoder(audio.StreamEncoder):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+            encoders.append(self)
+
+        def finish(self) -> bytes:
+            finished.append(self)
+            return super().finish()
+
+    class SpySoundFile(sf.SoundFile):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+            sndfiles.append(self)
+
+    monkeypatch.setattr(audio, "StreamEncoder", SpyEncoder)
+    monkeypatch.setattr(sf, "SoundFile", SpySoundFile)
+    chunks = split(tone())
+    pulled: list[AudioChunk] = []
+
+    def synthesis() -> Iterator[AudioChunk]:
+        for chunk in chunks:
+            pulled.append(chunk)
+            yield chunk
+
+    stream = audio.encode_stream(synthesis(), fmt)
+    assert next(stream)
+    (encoder,) = encoders
+    assert len(sndfiles) == (fmt in ("mp3", "opus", "flac"))
+    pulled_before_close = len(pulled)
+
+    stream.close()  # raises nothing
+
+    with pytest.raises(StopIteration):
+        next(stream)
+    assert len(pulled) == pulled_before_close
+    # The encoder was closed by the generator, not left open for the garbage collector.
+    with pytest.raises(ValueError, match="closed"):
+        encoder.encode(tone(0.1))
+    assert all(file.closed for file in sndfiles)
+    if fmt == "flac":
+        # Not progressive: the first bytes out were the whole file, after finish().
+        assert finished == [encoder] and len(pulled) == len(chunks)
+    else:
+        assert finished == [] and len(pulled) < len(chunks)
 
 
 def _peak_traced_bytes(fmt: str, chunk_count: int) -> tuple[int, int]:

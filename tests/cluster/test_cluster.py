@@ -23,9 +23,9 @@ import pytest
 from ray.exceptions import ActorDiedError
 from ray.serve.exceptions import RayServeException
 
-from voicepocket.cluster.ingress import StreamEndedEarly, is_worker_loss
+from voicepocket.cluster.ingress import is_worker_loss
 from voicepocket.cluster.shared import ReplicaStats
-from voicepocket.errors import EngineError, VoiceNotFound
+from voicepocket.errors import EngineError, StreamEndedEarly, VoiceNotFound
 
 if TYPE_CHECKING:  # tests/cluster/conftest.py (not importable by name: tests/ has one too)
     from cluster_conftest import Cluster

@@ -22,7 +22,7 @@ import pytest
 from storage.backends import Backend, gcs_options
 from storage.servers import BUCKET, CuttingProxy, Server, free_port
 
-from voicepocket.errors import InvalidVoiceId, StorageError
+from voicepocket.errors import StorageError, StoreKeyError
 from voicepocket.store import AudioStore, ObjectStore
 
 MIB = 1024**2
@@ -128,8 +128,16 @@ def test_overwrite_is_all_or_nothing(backend: Backend) -> None:
 
 @pytest.mark.parametrize("key", ["../escape", "a/../../b", "/abs", "a//b", "A/b", "a/.hidden", ""])
 def test_hostile_keys_are_refused(backend: Backend, key: str) -> None:
-    with pytest.raises(InvalidVoiceId):
-        backend.store().put_bytes(key, b"x")
+    """Keys are ours, never a client's: a bad one is a bug (500), and nothing is written."""
+    objects = backend.store()
+    with pytest.raises(StoreKeyError) as refused:
+        objects.put_bytes(key, b"x")
+    assert refused.value.status == 500
+    assert repr(key) not in refused.value.message  # the key goes to the log only
+    for use in (objects.read_bytes, objects.exists, objects.delete, objects.path):
+        with pytest.raises(StoreKeyError):
+            use(key)
+    assert backend.raw_keys() == []
 
 
 def test_delete_prefix_and_missing(backend: Backend) -> None:

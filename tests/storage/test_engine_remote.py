@@ -66,7 +66,7 @@ def test_voice_registered_on_s3_speaks_after_the_local_cache_is_dropped(
     assert {f"{record.model_key}/voice.onnx", f"{record.model_key}/voice.onnx.json"} <= keys
 
     # A fresh worker: nothing resident, nothing cached. The miss must go to S3.
-    s3_engine.pool.discard(record.pool_key)
+    s3_engine.voices.discard(record.pool_key)
     shutil.rmtree(s3_engine.registry.models.cache_dir)
     with s3_engine.speak("alice/joe-s3", SENTENCE) as speech:
         chunks = list(speech)

@@ -34,4 +34,5 @@ async def caller(
 
 
 Caller = Annotated[str, Depends(caller)]
-App = Annotated[Services, Depends(services)]
+ServicesDep = Annotated[Services, Depends(services)]
+"""The running app's ``Services``, injected."""

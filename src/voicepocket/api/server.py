@@ -13,8 +13,9 @@ from types import FrameType
 
 import uvicorn
 
-from voicepocket.api.app import JsonFormatter, create_app
+from voicepocket.api.app import create_app
 from voicepocket.api.state import Lifecycle, Services
+from voicepocket.logs import configure_logging
 from voicepocket.settings import Settings
 
 _LOGGER = logging.getLogger(__name__)
@@ -42,15 +43,6 @@ class DrainingServer(uvicorn.Server):
         if not services.in_flight.idle.wait(self._drain_s):
             _LOGGER.warning("Drain timed out with %d in flight", services.in_flight.count)
         self.should_exit = True
-
-
-def configure_logging(level: int = logging.INFO) -> None:
-    """Structured (JSON) logs on stderr for the service and uvicorn's errors."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
 
 
 def serve(settings: Settings) -> None:

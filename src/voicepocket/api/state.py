@@ -6,11 +6,13 @@ import enum
 import threading
 from dataclasses import dataclass, field
 
-from voicepocket.api.cache import OutputCache
-from voicepocket.api.metrics import Metrics
-from voicepocket.api.synthesis import Synthesizer
+from voicepocket.archive import AudioArchive
+from voicepocket.cache import OutputCache
 from voicepocket.engine import Engine
+from voicepocket.metrics import Metrics
 from voicepocket.settings import Settings
+from voicepocket.speech import Residency
+from voicepocket.synthesizer import Synthesizer
 
 
 class Lifecycle(enum.Enum):
@@ -44,7 +46,13 @@ class InFlight:
 class Services:
     settings: Settings
     engine: Engine
+    """Registry, stores and voice management."""
+    residency: Residency
+    """Where voices are resident (readiness, metrics)."""
     synthesizer: Synthesizer
+    """Admitted, scheduled, encoded speech from the engine's ``SpeechSource``."""
+    archive: AudioArchive
+    """Stored syntheses: audio objects and their records."""
     metrics: Metrics
     cache: OutputCache
     lifecycle: Lifecycle = Lifecycle.STARTING

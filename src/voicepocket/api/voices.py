@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from voicepocket.api.deps import App, Caller
+from voicepocket.api.deps import Caller, ServicesDep
 from voicepocket.api.schemas import ListOf, VoiceOut, VoicePatch
 from voicepocket.api.speech import ERRORS
 from voicepocket.errors import InvalidVoiceFiles, RequestError, VoiceNotFound
@@ -66,14 +66,14 @@ def _out(record: VoiceRecord) -> VoiceOut:
 
 
 @router.get("")
-async def list_voices(owner: Caller, app: App) -> ListOf:
+async def list_voices(owner: Caller, services: ServicesDep) -> ListOf:
     """The caller's voices and every public voice."""
-    records = await run_in_threadpool(lambda: app.engine.registry.list_voices(caller=owner))
+    records = await run_in_threadpool(lambda: services.engine.registry.list_voices(caller=owner))
     return ListOf(data=[_out(r) for r in records])
 
 
 @router.post("", status_code=201, openapi_extra=UPLOAD_SCHEMA)
-async def upload_voice(request: Request, owner: Caller, app: App) -> VoiceOut:
+async def upload_voice(request: Request, owner: Caller, services: ServicesDep) -> VoiceOut:
     """Upload a voice (multipart: model, config, slug[, kind, public, replace]): a Piper
     voice, or with ``kind=coqui`` a coqui-tts VITS checkpoint, compiled to ONNX here.
     Answers 201 once it is validated, registered and warm in the pool."""
@@ -88,13 +88,13 @@ async def upload_voice(request: Request, owner: Caller, app: App) -> VoiceOut:
                                 f"({config_name}).")  # fmt: skip
     slug = check_name(str(form.get("slug", "")), param="slug")
     public, replace = _flag(form.get("public")), _flag(form.get("replace"))
-    folder = Path(tempfile.mkdtemp(prefix="upload-", dir=_work_dir(app)))
+    folder = Path(tempfile.mkdtemp(prefix="upload-", dir=_work_dir(services)))
     try:
         model_path, config_path = (folder / name for name in UPLOAD_NAMES[kind])
         await run_in_threadpool(_save, model, model_path)
         await run_in_threadpool(_save, config, config_path)
         record = await run_in_threadpool(
-            lambda: app.engine.add_voice(
+            lambda: services.engine.add_voice(
                 owner=owner, slug=slug, kind=kind, model_file=model_path,
                 config_file=config_path, public=public, replace=replace,
             )
@@ -102,12 +102,12 @@ async def upload_voice(request: Request, owner: Caller, app: App) -> VoiceOut:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     if replace:
-        await run_in_threadpool(app.cache.purge, record)
+        await run_in_threadpool(services.cache.purge, record)
     return _out(record)
 
 
-def _work_dir(app: App) -> Path:
-    folder = app.settings.home / "tmp"
+def _work_dir(services: ServicesDep) -> Path:
+    folder = services.settings.home / "tmp"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -127,35 +127,37 @@ def _save(upload: UploadFile, path: Path) -> None:
         shutil.copyfileobj(upload.file, sink, 1024 * 1024)
 
 
-def _own(app: App, voice_id: str, owner: str) -> VoiceRecord:
-    record = app.engine.registry.resolve(voice_id, caller=owner)
+def _own(services: ServicesDep, voice_id: str, owner: str) -> VoiceRecord:
+    record = services.engine.registry.resolve(voice_id, caller=owner)
     if record.owner != owner:
         raise VoiceNotFound(f"Voice {voice_id[:130]} not found.", param="voice")
     return record
 
 
 @router.get("/{voice_id:path}")
-async def get_voice(voice_id: str, owner: Caller, app: App) -> VoiceOut:
+async def get_voice(voice_id: str, owner: Caller, services: ServicesDep) -> VoiceOut:
     """One voice the caller may use."""
     record = await run_in_threadpool(
-        lambda: app.engine.registry.resolve(voice_id, caller=owner)
+        lambda: services.engine.registry.resolve(voice_id, caller=owner)
     )
     return _out(record)
 
 
 @router.patch("/{voice_id:path}")
-async def patch_voice(voice_id: str, body: VoicePatch, owner: Caller, app: App) -> VoiceOut:
+async def patch_voice(
+    voice_id: str, body: VoicePatch, owner: Caller, services: ServicesDep
+) -> VoiceOut:
     """Make one of the caller's voices public or private."""
 
     def patch() -> VoiceRecord:
-        return app.engine.registry.set_public(_own(app, voice_id, owner), body.public)
+        return services.engine.registry.set_public(_own(services, voice_id, owner), body.public)
 
     return _out(await run_in_threadpool(patch))
 
 
 @router.delete("/{voice_id:path}", status_code=204)
-async def delete_voice(voice_id: str, owner: Caller, app: App) -> Response:
+async def delete_voice(voice_id: str, owner: Caller, services: ServicesDep) -> Response:
     """Delete one of the caller's voices: files, registry row, and its place in the pool."""
-    record = await run_in_threadpool(lambda: app.engine.delete_voice(voice_id, caller=owner))
-    await run_in_threadpool(app.cache.purge, record)
+    record = await run_in_threadpool(lambda: services.engine.delete_voice(voice_id, caller=owner))
+    await run_in_threadpool(services.cache.purge, record)
     return Response(status_code=204)

@@ -11,7 +11,6 @@ from typing import Any
 import ray
 from ray import serve
 
-from voicepocket.api.app import ensure_demo_key
 from voicepocket.cluster.ingress import Ingress
 from voicepocket.cluster.worker import VoiceWorker
 from voicepocket.engine import Engine
@@ -47,8 +46,7 @@ def prepare(settings: Settings) -> None:
     demo key. Replicas then only find them (no two registering the same voice)."""
     engine = Engine(settings)
     try:
-        engine.start(prewarm=False)
-        ensure_demo_key(engine, settings)
+        engine.start(prewarm=False, demo_key=True)
     finally:
         engine.close()
 

@@ -1,17 +1,17 @@
-"""The ingress deployment: the same FastAPI app, with a speech backend that runs on the
-voice workers.
+"""The ingress deployment: the same FastAPI app, built on the voice workers' voices.
 
-``ClusterEngine`` is an ``Engine`` whose voices live elsewhere: the registry, keys,
-syntheses, jobs and audio store are the same shared SQL database and object storage as
-everywhere, but ``speak()`` streams from a worker replica chosen by Ray for the voice's
-pool key, ``prewarm()`` warms it there, and ``discard()`` broadcasts the eviction to every
-worker. The API code above it (admission, fair scheduling, encoding, storage) is the one
-the single-process service runs.
+``WorkerVoices`` is the cluster's ``VoiceHost``: ``speak()`` streams from a worker replica
+chosen by Ray for the voice's pool key, ``prewarm()`` warms it there, ``discard()``
+broadcasts the eviction to every worker, and its residency is the sum of the replicas'
+reports in Redis. The registry, keys, syntheses, jobs and audio store are the same
+shared SQL database and object storage as everywhere; the API code above it (admission,
+fair scheduling, encoding, storage) is the one the single-process service runs.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,35 +20,33 @@ from ray.exceptions import ObjectLostError, RayActorError
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
-from voicepocket.api.admission import FairScheduler
+from voicepocket.admission import Admission, AdmissionControl, FairScheduler
 from voicepocket.api.app import build_services, create_app
 from voicepocket.api.state import Services
+from voicepocket.chunks import AudioChunk, SynthesisParams
 from voicepocket.cluster.protocol import Failure, SpeakCall, SpeechHeader
 from voicepocket.cluster.shared import SharedAdmission, SharedState
 from voicepocket.engine import Engine
-from voicepocket.errors import CapacityError, EngineError
-from voicepocket.pool import PoolStats, VoicePool
-from voicepocket.registry import VoiceRecord
+from voicepocket.errors import (
+    CapacityError,
+    EngineError,
+    RateLimited,
+    StreamEndedEarly,
+    WorkerLost,
+)
+from voicepocket.pool import PoolStats
+from voicepocket.registry import Registry, VoiceRecord
 from voicepocket.settings import Settings
-from voicepocket.voices import AudioChunk, SynthesisParams, Voice
+from voicepocket.speech import Chunking, check_length
 
 _LOGGER = logging.getLogger(__name__)
 
-RETRIES = 2
-"""Resumed attempts a synthesis gets after losing its worker: the first usually succeeds;
-the second covers a retry the router sent to the dead replica before it learned of the
-death."""
+RESUME_WITHIN_S = 30.0
+"""How long a synthesis keeps trying live replicas after losing its worker, in seconds:
+Ray marks a dead replica within a few seconds and starts a new one within tens."""
 
-RETRY_PAUSE_S = 0.25
-"""Pause before each retry, doubled every time: time for the router to mark the replica."""
-
-
-class WorkerLost(CapacityError):
-    """A worker replica was lost more often than a synthesis retries."""
-
-
-class StreamEndedEarly(EngineError):
-    """A worker's stream ended before its last chunk (a worker dying can end it so)."""
+RETRY_PAUSE_S = (0.1, 0.25, 0.5, 1.0, 2.0)
+"""Pauses before successive retries (the last repeats): time for the router to learn."""
 
 
 LOSSES = (RayActorError, ObjectLostError, BackPressureError, StreamEndedEarly)
@@ -67,12 +65,14 @@ def is_worker_loss(error: BaseException) -> bool:
 
 
 class RemoteSpeech:
-    """A synthesis running on a worker replica, shaped like ``engine.Speech``: every input
-    error surfaced before the first sample (the worker answers with a header first).
+    """A synthesis running on a worker replica, a ``SpeechStream``: every input error
+    surfaced before the first sample (the worker answers with a header first).
 
-    A worker lost in flight costs a retry, on another replica, resuming at the first chunk
-    not yet received (up to ``RETRIES`` times); one more loss is a 503 with
-    ``Retry-After`` before the first chunk, a cut stream after it."""
+    A worker lost in flight is retried on whichever replica Ray picks, resuming at the
+    first chunk not yet received, until ``RESUME_WITHIN_S`` has passed; so is a full
+    worker pool once audio has started (a 503 is no longer possible then). What is
+    left is a 503 with ``Retry-After`` before the first chunk, and after it an error the
+    HTTP layer turns into an aborted body or an SSE ``error`` event."""
 
     def __init__(
         self, *, record: VoiceRecord, call: SpeakCall, workers: DeploymentHandle, model_id: str
@@ -81,7 +81,9 @@ class RemoteSpeech:
         self._call = call
         self._workers = workers
         self._model_id = model_id
-        self._retries = 0
+        self._attempts = 0
+        self._lost_at: float | None = None
+        """``monotonic()`` of the first loss: retries stop ``RESUME_WITHIN_S`` after it."""
         self._received = 0
         """Chunks received so far: where a retry resumes."""
         self.chunks: list[str] = []
@@ -102,7 +104,7 @@ class RemoteSpeech:
             try:
                 item = self._next()
             except Exception as exc:
-                self._lost(exc)
+                self._retry_or_raise(exc)
                 continue
             if not isinstance(item, SpeechHeader):
                 raise EngineError("The voice worker answered out of turn.")
@@ -118,19 +120,23 @@ class RemoteSpeech:
             raise item.error()
         return item
 
-    def _lost(self, exc: Exception) -> None:
-        """Re-raise ``exc`` unless it is a lost worker; else count the retry (a 503 once
-        they are spent) and pause before it."""
-        if not is_worker_loss(exc):
+    def _retry_or_raise(self, exc: Exception) -> None:
+        """Re-raise ``exc`` unless another attempt may heal it; else pause before it."""
+        capacity = isinstance(exc, CapacityError) and not isinstance(exc, RateLimited)
+        if not (is_worker_loss(exc) or (capacity and self._received)):
             raise exc
-        if self._retries == RETRIES:
+        now = time.monotonic()
+        self._lost_at = self._lost_at or now
+        if now - self._lost_at > RESUME_WITHIN_S:
             raise WorkerLost("A voice worker was lost; retry shortly.", retry_after_s=2.0) from exc
-        self._retries += 1
+        pause = RETRY_PAUSE_S[min(self._attempts, len(RETRY_PAUSE_S) - 1)]
+        self._attempts += 1
         _LOGGER.warning(
-            "Voice worker lost (%s: %s); retry %d of %d at chunk %d",
-            type(exc).__name__, exc, self._retries, RETRIES, self._received,
+            "Voice worker lost (%s: %s); attempt %d resumes at chunk %d in %.2f s",
+            type(exc).__name__, exc, self._attempts + 1, self._received, pause,
         )  # fmt: skip
-        time.sleep(RETRY_PAUSE_S * 2 ** (self._retries - 1))
+        self._cancel()
+        time.sleep(pause)
 
     def __iter__(self) -> Iterator[AudioChunk]:
         try:
@@ -138,7 +144,7 @@ class RemoteSpeech:
                 try:
                     item = self._next()
                 except Exception as exc:
-                    self._lost(exc)
+                    self._retry_or_raise(exc)
                     self._open()
                     continue
                 self._received += 1
@@ -146,11 +152,16 @@ class RemoteSpeech:
         finally:
             self.close()
 
+    def _cancel(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.cancel()
+
     def close(self) -> None:
         """Stop the worker's synthesis if it is still running (idempotent)."""
-        stream, self._stream = self._stream, None
-        if stream is not None and self._received < len(self.chunks):
-            stream.cancel()
+        if self._received < len(self.chunks) or not self.chunks:
+            self._cancel()
+        self._stream = None
 
     def __enter__(self) -> RemoteSpeech:
         return self
@@ -159,106 +170,110 @@ class RemoteSpeech:
         self.close()
 
 
-class ClusterPool(VoicePool[Voice]):
-    """The ingress's view of the worker pools: it holds no voice itself. Stats are the
-    sum of the replicas' reports in Redis; without Redis, only what the ingress saw."""
-
-    def __init__(self, shared: SharedState | None, *, budget_bytes: int) -> None:
-        super().__init__(budget_bytes=budget_bytes)
-        self._shared = shared
-        self.warm: set[str] = set()
-        """Keys a worker confirmed warm to this ingress (pinned, or prewarmed)."""
-
-    def stats(self) -> PoolStats:
-        if self._shared is None:
-            return super().stats()
-        replicas = self._shared.replicas()
-        totals = {name: 0 for name in PoolStats.__slots__}  # type: ignore[attr-defined]
-        totals["load_seconds"] = 0.0
-        for replica in replicas:
-            for name in totals:
-                totals[name] += getattr(replica.pool, name)
-        return PoolStats(**totals)
-
-    def is_resident(self, key: str) -> bool:
-        if key in self.warm:
-            return True
-        return self._shared is not None and any(
-            key in replica.resident for replica in self._shared.replicas()
-        )
-
-
-class ClusterEngine(Engine):
-    """An ``Engine`` whose voices are resident on the worker replicas."""
+class WorkerVoices:
+    """The voices of the worker replicas, as a ``VoiceHost``. Residency is the sum of
+    the replicas' reports in Redis; without Redis, only what this ingress saw."""
 
     def __init__(
-        self, settings: Settings, *, workers: DeploymentHandle, shared: SharedState | None
+        self,
+        registry: Registry,
+        *,
+        workers: DeploymentHandle,
+        shared: SharedState | None,
+        budget_bytes: int,
     ) -> None:
-        super().__init__(settings)
-        self.workers = workers
-        self.shared = shared
-        self.pool = ClusterPool(shared, budget_bytes=settings.pool_bytes * settings.cluster_workers)
+        self.registry = registry
+        self._workers = workers
+        self._shared = shared
+        self._budget_bytes = budget_bytes
+        # Guards ``_warm``.
+        self._lock = threading.Lock()
+        self._warm: set[str] = set()
+        """Keys a worker confirmed warm to this ingress (the default, or prewarmed)."""
+        self._default: str | None = None
+        """Pool key of the default voice, which every replica holds pinned."""
 
-    def start(self, *, prewarm: bool = False) -> None:
-        """Migrate (a no-op once ``serve --cluster`` prepared the database) and wait for a
-        worker: each replica holds the default voice pinned and warm once it is up."""
-        super().start(prewarm=False)
-        started = time.perf_counter()
-        self.workers.stats.remote().result(timeout_s=600)
-        assert isinstance(self.pool, ClusterPool) and self.default_pool_key is not None
-        self.pool.warm.add(self.default_pool_key)
-        _LOGGER.info("Voice workers answered in %.1f s", time.perf_counter() - started)
-
-    def speak(  # type: ignore[override]
+    def speak(
         self,
         voice: str,
         text: str,
         *,
-        caller: str | None = None,
-        params: SynthesisParams | None = None,
-        first_chunk_chars: int | None = None,
-        max_chars: int | None = -1,
+        caller: str | None,
+        params: SynthesisParams,
+        chunking: Chunking,
+        limit: int | None,
     ) -> RemoteSpeech:
-        self.check_length(text, max_chars)
+        check_length(text, limit)
         record = self.registry.resolve(voice, caller=caller)
         call = SpeakCall(
-            record=record,
-            owner=caller or record.owner,
-            text=text,
-            params=params or SynthesisParams(),
-            first_chunk_chars=first_chunk_chars,
-        )
+            record=record, owner=caller or record.owner, text=text, params=params,
+            chunking=chunking,
+        )  # fmt: skip
         return RemoteSpeech(
-            record=record, call=call, workers=self.workers, model_id=self.model_id(record)
+            record=record, call=call, workers=self._workers, model_id=self._model_id(record)
         )
 
-    def prewarm(self, record: VoiceRecord) -> None:
-        """Load ``record`` on the worker Ray routes it to, and warm it there."""
-        call = SpeakCall(record=record, owner=record.owner, text="",
-                         params=SynthesisParams(), first_chunk_chars=None)  # fmt: skip
-        handle = self.workers.options(multiplexed_model_id=self.model_id(record))
-        handle.prewarm.remote(call).result(timeout_s=600)
-        assert isinstance(self.pool, ClusterPool)
-        self.pool.warm.add(record.pool_key)
+    def prewarm(self, record: VoiceRecord, *, pin: bool = False) -> None:
+        """Warm ``record`` on the worker Ray routes it to. The default voice (``pin``)
+        every replica pins and warms as it starts: then only wait for a worker."""
+        if pin:
+            self._default = record.pool_key
+            started = time.perf_counter()
+            self._workers.stats.remote().result(timeout_s=600)
+            _LOGGER.info("Voice workers answered in %.1f s", time.perf_counter() - started)
+        else:
+            call = SpeakCall(
+                record=record, owner=record.owner, text="", params=SynthesisParams(),
+                chunking=Chunking(max_chunk_chars=300),
+            )  # fmt: skip
+            handle = self._workers.options(multiplexed_model_id=self._model_id(record))
+            handle.prewarm.remote(call).result(timeout_s=600)
+        with self._lock:
+            self._warm.add(record.pool_key)
 
     def discard(self, pool_key: str) -> None:
         """Every worker replica evicts ``pool_key`` now (through Redis). Without Redis a
         stale copy stays until its pool evicts it: requests for it already get 404 from
         the registry, and a replaced voice has a new pool key."""
-        assert isinstance(self.pool, ClusterPool)
-        self.pool.warm.discard(pool_key)
-        if self.shared is not None:
-            listeners = self.shared.broadcast_evict(pool_key)
+        with self._lock:
+            self._warm.discard(pool_key)
+        if self._shared is not None:
+            listeners = self._shared.broadcast_evict(pool_key)
             _LOGGER.info("Eviction of %s broadcast to %d replicas", pool_key, listeners)
 
-    def model_id(self, record: VoiceRecord) -> str:
+    def stats(self) -> PoolStats:
+        totals: dict[str, Any] = {name: 0 for name in PoolStats.__slots__}  # type: ignore[attr-defined]
+        totals["load_seconds"] = 0.0
+        if self._shared is None:
+            with self._lock:
+                totals["resident_voices"] = len(self._warm)
+            totals["budget_bytes"] = self._budget_bytes
+            return PoolStats(**totals)
+        for replica in self._shared.replicas():
+            for name in totals:
+                totals[name] += getattr(replica.pool, name)
+        return PoolStats(**totals)
+
+    def is_resident(self, pool_key: str) -> bool:
+        with self._lock:
+            if pool_key in self._warm:
+                return True
+        return self._shared is not None and any(
+            pool_key in replica.resident for replica in self._shared.replicas()
+        )
+
+    def close(self) -> None:
+        if self._shared is not None:
+            self._shared.close()
+
+    def _model_id(self, record: VoiceRecord) -> str:
         """The multiplexed model id: the pool key, or none for the default voice, which
         every replica holds pinned (so Ray balances it by load alone)."""
-        return "" if record.pool_key == self.default_pool_key else record.pool_key
+        return "" if record.pool_key == self._default else record.pool_key
 
 
 class Ingress:
-    """The HTTP ingress replica: ``create_app`` with a cluster backend."""
+    """The HTTP ingress replica: ``create_app`` on the workers' voices."""
 
     def __init__(self, settings: Settings, workers: DeploymentHandle) -> None:
         self.settings = settings
@@ -273,15 +288,22 @@ class Ingress:
             if settings.redis_url
             else None
         )
-        engine = ClusterEngine(settings, workers=self.workers, shared=shared)
-        engine.start()
-        admission = None
+
+        def worker_voices(registry: Registry) -> WorkerVoices:
+            return WorkerVoices(
+                registry, workers=self.workers, shared=shared,
+                budget_bytes=settings.pool_bytes * settings.cluster_workers,
+            )  # fmt: skip
+
+        engine = Engine(settings, voices=worker_voices)
+        # Migrations are a no-op once ``serve --cluster`` prepared the database.
+        engine.start(prewarm=True)
+        local = Admission(
+            capacity=settings.workers + settings.queue_size, per_owner=settings.per_key_requests
+        )
+        admission: AdmissionControl = local
         if shared is not None:
-            admission = SharedAdmission(
-                shared,
-                capacity=settings.workers + settings.queue_size,
-                per_owner=settings.per_key_requests,
-            )
+            admission = SharedAdmission(shared, local=local, per_owner=settings.per_key_requests)
         # Inference slots are granted on the workers, fairly by owner; here the scheduler
         # only bounds chunks awaited at once, at what every worker can run together.
         scheduler = FairScheduler(workers=settings.workers * settings.cluster_workers)

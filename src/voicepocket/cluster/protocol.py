@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from voicepocket import errors
+from voicepocket.chunks import SynthesisParams
 from voicepocket.registry import VoiceRecord
-from voicepocket.voices import SynthesisParams
+from voicepocket.speech import Chunking
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,8 +26,8 @@ class SpeakCall:
     params: SynthesisParams
     """Per-request settings."""
 
-    first_chunk_chars: int | None
-    """Longest first text chunk, in characters; ``None``: no special first chunk."""
+    chunking: Chunking
+    """How the worker cuts the text into chunks."""
 
     chunks: tuple[str, ...] | None = None
     """Chunks prepared by an earlier attempt: a retry resumes at ``start`` without

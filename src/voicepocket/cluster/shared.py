@@ -21,14 +21,13 @@ import os
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import redis
 
-from voicepocket.api.admission import Admission, Ticket
+from voicepocket.admission import Admission, Ticket
 from voicepocket.errors import CapacityError, RateLimited
 from voicepocket.pool import PoolStats
 
@@ -193,35 +192,26 @@ class SharedState:
         self.client.close()
 
 
-@dataclass(slots=True)
-class SharedTicket(Ticket):
-    """An admitted request, also counted in Redis under ``id``."""
+class SharedAdmission:
+    """Admission whose per-key limit holds across every ingress replica; the global
+    capacity stays this replica's own (``local``): it bounds this process's queue."""
 
-    id: str = ""
-
-
-class SharedAdmission(Admission):
-    """``Admission`` whose per-key limit holds across every ingress replica (the global
-    capacity stays per replica: it bounds this process's own queue)."""
-
-    def __init__(self, shared: SharedState, *, capacity: int, per_owner: int) -> None:
-        # The local per-owner count can never bind before the shared one does.
-        super().__init__(capacity=capacity, per_owner=per_owner)
+    def __init__(self, shared: SharedState, *, local: Admission, per_owner: int) -> None:
         self._shared = shared
+        self._local = local
         self._limit = per_owner
 
     def admit(self, owner: str) -> Ticket:
-        local = super().admit(owner)
-        ticket = SharedTicket(owner, id=uuid.uuid4().hex)
+        ticket = self._local.admit(owner)
         try:
             admitted = self._shared.try_admit(owner, ticket.id, limit=self._limit)
         except redis.RedisError as exc:
-            super().release(local)
+            self._local.release(ticket)
             raise CapacityError(
                 "Shared request counts are unavailable; retry shortly.", retry_after_s=2.0
             ) from exc
         if not admitted:
-            super().release(local)
+            self._local.release(ticket)
             raise RateLimited(
                 f"Too many requests in flight for this API key (limit {self._limit}).",
                 retry_after_s=1.0,
@@ -231,9 +221,12 @@ class SharedAdmission(Admission):
     def release(self, ticket: Ticket) -> None:
         if ticket.released:
             return
-        super().release(ticket)
-        if isinstance(ticket, SharedTicket):
-            try:
-                self._shared.release(ticket.owner, ticket.id)
-            except redis.RedisError:
-                _LOGGER.warning("Could not release a shared ticket; it expires by itself")
+        self._local.release(ticket)
+        try:
+            self._shared.release(ticket.owner, ticket.id)
+        except redis.RedisError:
+            _LOGGER.warning("Could not release a shared ticket; it expires by itself")
+
+    @property
+    def admitted(self) -> int:
+        return self._local.admitted

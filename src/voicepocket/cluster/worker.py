@@ -1,10 +1,14 @@
-"""The voice-worker deployment: one Engine (and byte-budgeted pool) per replica.
+"""The voice-worker deployment: one ``ResidentVoices`` (a byte-budgeted pool) per replica.
 
 A request arrives with its voice's pool key as the multiplexed model id. The
 ``@serve.multiplexed`` loader only tells Ray that this replica serves that key: it returns
-a ``VoiceHandle``, never the session, and loads nothing. The pool loads the voice on the
-first lease (single flight), keeps it within the byte budget, and is the only owner of
-sessions; when Ray's own model cache drops a handle, nothing is freed or closed.
+a ``VoiceHandle``, never the session, and loads nothing. The pool loads the voice when a
+chunk of it is synthesized (single flight), keeps it within the byte budget, and is the
+only owner of sessions; when Ray's own model cache drops a handle, nothing is freed.
+
+Chunks are synthesized one at a time under an inference slot granted round-robin by
+owner, and each leases its voice only while it runs: a request waiting for its turn pins
+no voice, so a replica that takes over another's streams never runs out of room.
 """
 
 from __future__ import annotations
@@ -15,21 +19,21 @@ import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TypeVar
 
 from ray import serve
 
-from voicepocket.api.admission import FairScheduler
+from voicepocket.admission import FairScheduler
+from voicepocket.chunks import AudioChunk
 from voicepocket.cluster.protocol import Failure, SpeakCall, SpeechHeader
 from voicepocket.cluster.shared import SharedState
 from voicepocket.engine import Engine
 from voicepocket.errors import VoicePocketError
 from voicepocket.pool import PoolStats
+from voicepocket.registry import Registry
 from voicepocket.settings import Settings
-from voicepocket.text import prepare
-from voicepocket.voices import AudioChunk, Voice
+from voicepocket.speech import LocalSpeech, ResidentVoices
 
 _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -49,56 +53,18 @@ class VoiceHandle:
     pool_key: str
 
 
-class _Chunks:
-    """A leased voice's remaining chunks, synthesized one per ``next()`` under an
-    inference slot granted round-robin by owner. ``close()`` ends the lease whether or
-    not synthesis started; never call it while ``next()`` runs."""
-
-    def __init__(
-        self,
-        iterator: Iterator[AudioChunk],
-        *,
-        lease: AbstractContextManager[Voice],
-        slot: Callable[[], AbstractContextManager[None]],
-    ) -> None:
-        self._iterator = iterator
-        self._lease: AbstractContextManager[Voice] | None = lease
-        self._slot = slot
-
-    def next(self) -> AudioChunk | None:
-        with self._slot():
-            return next(self._iterator, None)
-
-    def close(self) -> None:
-        lease, self._lease = self._lease, None
-        if lease is None:
-            return
-        try:
-            close = getattr(self._iterator, "close", None)
-            if close is not None:
-                close()
-        finally:
-            lease.__exit__(None, None, None)
-
-
-def _close_when_opened(opening: asyncio.Future[tuple[SpeechHeader, _Chunks]]) -> None:
-    """Give back the lease of a synthesis opened after its request was cancelled."""
-    if not opening.cancelled() and opening.exception() is None:
-        opening.result()[1].close()
-
-
 class VoiceWorker:
     """Serves syntheses from this replica's pool."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.engine = Engine(settings)
+        self.engine = Engine(settings, voices=self._resident_voices)
         # The default voice is pinned and warm on every replica: requests for it are not
         # tied to one replica (the ingress sends them without a model id).
         self.engine.start(prewarm=True)
         self.scheduler = FairScheduler(workers=settings.workers)
-        # Leases, text preparation and inference run here, never on the replica's event
-        # loop; sized so every ongoing request can wait for a slot without starving others.
+        # Text preparation and inference run here, never on the replica's event loop;
+        # sized so every ongoing request can wait for a slot without starving others.
         self._executor = ThreadPoolExecutor(
             max_workers=settings.cluster_max_ongoing + 4, thread_name_prefix="voice"
         )
@@ -107,6 +73,10 @@ class VoiceWorker:
             self.shared = SharedState(settings.redis_url, prefix=settings.redis_prefix)
             self.shared.listen({"evict": self._evict, "warm": self._warm})
             self.shared.report_every(STATS_INTERVAL_S, self._snapshot)
+
+    def _resident_voices(self, registry: Registry) -> ResidentVoices:
+        self.voices = ResidentVoices.for_settings(registry, self.settings)
+        return self.voices
 
     @serve.multiplexed(max_num_models_per_replica=ROUTED_VOICES_PER_REPLICA)
     async def voice_handle(self, pool_key: str) -> VoiceHandle:
@@ -119,24 +89,21 @@ class VoiceWorker:
         model_id = serve.get_multiplexed_model_id()
         if model_id:
             await self.voice_handle(model_id)
-        loop = asyncio.get_running_loop()
-        # Work already running in a thread when the ingress cancels (client gone, request
-        # retried elsewhere) finishes there; it is awaited (or cleaned up once done)
-        # before the lease is given back, so the two never race.
-        opening = loop.run_in_executor(self._executor, self._open, call)
         try:
-            header, chunks = await asyncio.shield(opening)
+            speech = await self._run(lambda: self._open(call))
         except VoicePocketError as error:
             yield Failure.of(error)
             return
-        except asyncio.CancelledError:
-            opening.add_done_callback(_close_when_opened)
-            raise
+        chunks = iter(speech)
+        # Work already running in a thread when the ingress cancels (client gone, request
+        # retried elsewhere) finishes there; it is awaited before the stream is closed.
         pending: asyncio.Future[AudioChunk | None] | None = None
         try:
-            yield header
+            yield SpeechHeader(sample_rate=speech.sample_rate, chunks=tuple(speech.chunks))
             while True:
-                pending = loop.run_in_executor(self._executor, chunks.next)
+                pending = asyncio.get_running_loop().run_in_executor(
+                    self._executor, self._next_chunk, chunks, call.owner
+                )
                 chunk = await asyncio.shield(pending)
                 pending = None
                 if chunk is None:
@@ -148,7 +115,7 @@ class VoiceWorker:
             if pending is not None:
                 with contextlib.suppress(BaseException):
                     await pending
-            await self._run(chunks.close)
+            speech.close()
 
     async def prewarm(self, call: SpeakCall) -> int:
         """Make the voice resident here and warm it with one short synthesis; returns
@@ -156,57 +123,39 @@ class VoiceWorker:
         model_id = serve.get_multiplexed_model_id()
         if model_id:
             await self.voice_handle(model_id)
-        await self._run(lambda: self.engine.prewarm(call.record))
-        return self.engine.pool.stats().loads
+        await self._run(lambda: self.voices.prewarm(call.record))
+        return self.voices.stats().loads
 
     async def stats(self) -> tuple[PoolStats, list[str], int]:
         """This replica's pool stats, resident keys and pid."""
         pool, resident = self._snapshot()
         return pool, resident, os.getpid()
 
-    def _open(self, call: SpeakCall) -> tuple[SpeechHeader, _Chunks]:
-        lease = self.engine.lease(call.record)
-        voice = lease.__enter__()
-        try:
-            if call.chunks is None:
-                chunks = tuple(
-                    prepare(
-                        call.text,
-                        symbols=voice.symbols,
-                        max_chunk_chars=self.settings.max_chunk_chars,
-                        first_chunk_chars=call.first_chunk_chars,
-                        language=getattr(voice, "language", "en"),
-                    )
-                )
-            else:
-                chunks = call.chunks
-        except BaseException:
-            lease.__exit__(None, None, None)
-            raise
-        header = SpeechHeader(sample_rate=voice.sample_rate, chunks=chunks)
-        todo = _Chunks(
-            iter(voice.synthesize(list(chunks[call.start :]), call.params)),
-            lease=lease,
-            slot=lambda: self.scheduler.slot(call.owner),
-        )
-        return header, todo
+    def _open(self, call: SpeakCall) -> LocalSpeech:
+        return self.voices.open(
+            call.record, call.text, params=call.params, chunking=call.chunking,
+            chunks=call.chunks, start=call.start,
+        )  # fmt: skip
+
+    def _next_chunk(self, chunks: Iterator[AudioChunk], owner: str) -> AudioChunk | None:
+        with self.scheduler.slot(owner):
+            return next(chunks, None)
 
     async def _run(self, function: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, function)
 
     def _evict(self, pool_key: str) -> None:
         _LOGGER.info("Evicting %s (broadcast)", pool_key)
-        self.engine.pool.discard(pool_key)
+        self.voices.discard(pool_key)
 
     def _warm(self, voice: str) -> None:
         try:
-            record = self.engine.registry.resolve(voice, caller=None)
-            self.engine.prewarm(record)
+            self.voices.prewarm(self.engine.registry.resolve(voice, caller=None))
         except VoicePocketError as error:
             _LOGGER.warning("Cannot warm %s: %s", voice, error.message)
 
     def _snapshot(self) -> tuple[PoolStats, list[str]]:
-        return self.engine.pool.stats(), self.engine.pool.resident_keys()
+        return self.voices.stats(), self.voices.pool.resident_keys()
 
     def __del__(self) -> None:  # pragma: no cover - Ray calls it when a replica stops
         # Ray Serve's documented replica shutdown hook is __del__; the pool itself is

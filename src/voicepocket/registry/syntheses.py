@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -101,7 +102,7 @@ class SynthesisRegistry:
             if row is not None:
                 session.delete(row)
 
-    def older_than(self, cutoff: datetime) -> list[Synthesis]:
+    def older_than(self, cutoff: datetime) -> builtins.list[Synthesis]:
         """Every synthesis created before ``cutoff`` (for retention)."""
         query = select(SynthesisRow).where(SynthesisRow.created_at < cutoff)
         with self._sessions() as session:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from voicepocket.errors import InvalidVoiceFiles
-from voicepocket.voices.base import AudioChunk, SynthesisParams, Voice
+from voicepocket.voices.base import AudioChunk, SynthesisParams, TextProfile, Voice
 from voicepocket.voices.coqui import CoquiVoice
 from voicepocket.voices.piper import PiperVoice
 
@@ -34,6 +34,11 @@ def load_voice(kind: str, model_path: Path, *, threads: int) -> Voice:
     return backend(kind).load(model_path, threads=threads)
 
 
+def read_profile(kind: str, model_path: Path) -> TextProfile:
+    """What text preparation needs of a registered voice, without loading it."""
+    return backend(kind).read_profile(model_path)
+
+
 def convert_files(
     kind: str, model: Path, config: Path, *, out_dir: Path, coqui_python: Path | None
 ) -> tuple[Path, Path]:
@@ -52,8 +57,10 @@ __all__ = [
     "CoquiVoice",
     "PiperVoice",
     "SynthesisParams",
+    "TextProfile",
     "Voice",
     "backend",
     "convert_files",
     "load_voice",
+    "read_profile",
 ]

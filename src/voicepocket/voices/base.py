@@ -1,4 +1,4 @@
-"""What every voice backend yields and takes: audio chunks and synthesis parameters."""
+"""What every voice backend is: the ``Voice`` protocol and its ``TextProfile``."""
 
 from __future__ import annotations
 
@@ -6,40 +6,20 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-import numpy as np
+from voicepocket.chunks import AudioChunk, SynthesisParams
+
+__all__ = ["AudioChunk", "SynthesisParams", "TextProfile", "Voice"]
 
 
 @dataclass(frozen=True, slots=True)
-class AudioChunk:
-    """Speech for one text chunk."""
+class TextProfile:
+    """What text preparation needs of a voice, read from its config without loading it."""
 
-    samples: np.ndarray
-    """Mono float32 PCM in [-1, 1]."""
+    symbols: frozenset[str]
+    """Characters the voice can speak; text normalization drops everything else."""
 
-    sample_rate: int
-    """Rate of ``samples`` in Hertz."""
-
-    text: str
-    """The text chunk these samples speak."""
-
-    @property
-    def duration_s(self) -> float:
-        """Length of the chunk in seconds."""
-        return len(self.samples) / self.sample_rate
-
-
-@dataclass(frozen=True, slots=True)
-class SynthesisParams:
-    """Per-request settings; ``None`` means the voice's own default."""
-
-    speed: float = 1.0
-    """Speaking rate multiplier (0.25-4.0); 2.0 speaks twice as fast."""
-
-    noise_scale: float | None = None
-    """Generator noise (VITS ``noise_scale``); 0 makes output deterministic."""
-
-    noise_w: float | None = None
-    """Duration predictor noise (VITS ``noise_scale_w``); 0 makes durations deterministic."""
+    language: str
+    """Primary language of the voice's text ("en", "ko"), for normalization."""
 
 
 class Voice(Protocol):
@@ -50,6 +30,9 @@ class Voice(Protocol):
 
     symbols: frozenset[str]
     """Characters the voice can speak; text normalization drops everything else."""
+
+    language: str
+    """Primary language of the voice's text ("en", "ko"), for normalization."""
 
     def sample_text(self) -> str:
         """A sentence in the voice's own symbols, used to warm it up and to probe it."""

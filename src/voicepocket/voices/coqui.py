@@ -22,7 +22,7 @@ import numpy as np
 import onnxruntime
 
 from voicepocket.errors import EngineError, InvalidVoiceFiles
-from voicepocket.voices.base import AudioChunk, SynthesisParams
+from voicepocket.voices.base import AudioChunk, SynthesisParams, TextProfile
 from voicepocket.voices.coqui_config import (
     CoquiManifest,
     TrimSilence,
@@ -152,6 +152,12 @@ class CoquiVoice:
             )
 
     # -- serving -------------------------------------------------------------------------
+
+    @staticmethod
+    def read_profile(path: Path) -> TextProfile:
+        """The text profile of the voice at ``path``, from its manifest alone."""
+        manifest = CoquiManifest.read(config_path_for(path))
+        return TextProfile(symbols=manifest.symbols, language=manifest.text_language)
 
     @classmethod
     def load(cls, path: Path, *, threads: int = 1) -> CoquiVoice:

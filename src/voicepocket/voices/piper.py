@@ -21,7 +21,7 @@ from piper.config import PhonemeType, PiperConfig, SynthesisConfig
 from piper.phonemize_espeak import ESPEAK_DATA_DIR, EspeakPhonemizer
 
 from voicepocket.errors import EngineError, InvalidVoiceFiles
-from voicepocket.voices.base import AudioChunk, SynthesisParams
+from voicepocket.voices.base import AudioChunk, SynthesisParams, TextProfile
 from voicepocket.voices.onnx_checks import check_onnx_model, initialize_onnxruntime
 
 MIN_SAMPLE_RATE = 8_000
@@ -116,10 +116,16 @@ class PiperVoice:
 
     def __init__(self, runtime: _PiperRuntime) -> None:
         self._runtime = runtime
+        profile = self._profile_of(runtime.config)
         self.sample_rate: int = runtime.config.sample_rate
-        self.symbols: frozenset[str] = self._symbols_of(runtime.config)
-        self.language: str = runtime.config.espeak_voice.split("-")[0].lower() or "en"
+        self.symbols: frozenset[str] = profile.symbols
+        self.language: str = profile.language
         """Primary language of the voice's text (its espeak voice's), for normalization."""
+
+    @classmethod
+    def read_profile(cls, path: Path) -> TextProfile:
+        """The text profile of the voice at ``path``, from its config alone."""
+        return cls._profile_of(read_config(config_path_for(path)))
 
     @staticmethod
     def validate_files(model_path: Path) -> None:
@@ -154,10 +160,14 @@ class PiperVoice:
         EspeakPhonemizer(ESPEAK_DATA_DIR).phonemize("en-us", "Hello.")
 
     @staticmethod
-    def _symbols_of(config: PiperConfig) -> frozenset[str]:
+    def _profile_of(config: PiperConfig) -> TextProfile:
         if config.phoneme_type == PhonemeType.TEXT:
-            return frozenset(config.phoneme_id_map) | {" "}
-        return _espeak_symbols()
+            symbols = frozenset(config.phoneme_id_map) | {" "}
+        else:
+            symbols = _espeak_symbols()
+        return TextProfile(
+            symbols=symbols, language=config.espeak_voice.split("-")[0].lower() or "en"
+        )
 
     def sample_text(self) -> str:
         """A sentence this voice can say, for warm-up and probing."""

@@ -1,10 +1,9 @@
 """Object storage through fsspec: a local folder by default, ``gs://`` or ``s3://`` alike.
 
-Owns putting, reading, listing and deleting objects under a root URL, signed URLs, the
-audio layout ``{owner}/{uuid}.{ext}`` the seed's bucket used, and its retention. Knows
-nothing of voices. Backend options (endpoints, credentials, timeouts) come from
-:class:`StorageOptions`, built from the one ``Settings`` object; nothing here reads the
-environment.
+Owns :class:`ObjectStore`: putting, reading, listing and deleting objects under a root
+URL, with keys checked, signed URLs, and finding and aborting unfinished writes. Knows
+nothing of voices or of the audio layout (``voicepocket.store.audio``); the file system
+underneath and its options come from ``voicepocket.store.backends``.
 
 No partial object is ever visible, and how that is made true differs per backend:
 
@@ -35,26 +34,22 @@ is raised as :class:`~voicepocket.errors.StorageError` (HTTP 503); a missing obj
 
 from __future__ import annotations
 
-import enum
-import functools
+import builtins
 import logging
 import os
 import re
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fsspec.core import split_protocol
-from fsspec.implementations.local import LocalFileSystem
 from fsspec.spec import AbstractFileSystem
 
-from voicepocket.errors import InvalidVoiceId, StorageError, VoicePocketError
-
-if TYPE_CHECKING:
-    from voicepocket.settings import Settings
+from voicepocket.errors import StorageError, StoreKeyError, VoicePocketError
+from voicepocket.store.backends import PROTOCOLS, Backend, StorageOptions, filesystem
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -62,87 +57,20 @@ STAGING_PREFIX = ".staging"
 """Local objects being written live here until complete; readers never list it."""
 
 _KEY_PART = re.compile(r"[a-z0-9][a-z0-9_.-]{0,127}")
-_AUDIO_KEY = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}/[0-9a-f]{32}\.[a-z0-9]{1,8}")
 
 
 def _check_key(key: str) -> str:
+    """``key`` if it is a well-formed storage key, else ``StoreKeyError``.
+
+    Every key is built by our own code from checked names and generated ids, so a bad one
+    is a bug of ours (a 500), never the client's input; the key goes to the log, not into
+    the message a client sees.
+    """
     parts = key.split("/")
     if not all(_KEY_PART.fullmatch(part) for part in parts) or ".." in key:
-        raise InvalidVoiceId(f"Invalid storage key {key!r}.")
+        _LOGGER.error("Refused a malformed storage key %r", key)
+        raise StoreKeyError("A storage key was malformed.")
     return key
-
-
-class Backend(enum.Enum):
-    """The kinds of storage a URL can name."""
-
-    LOCAL = "file"
-    GCS = "gs"
-    S3 = "s3"
-
-
-_PROTOCOLS = {
-    None: Backend.LOCAL,
-    "file": Backend.LOCAL,
-    "local": Backend.LOCAL,
-    "gs": Backend.GCS,
-    "gcs": Backend.GCS,
-    "s3": Backend.S3,
-    "s3a": Backend.S3,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class StorageOptions:
-    """How to reach object storage: the ``storage_*``, ``s3_*`` and ``gcs_*`` settings."""
-
-    timeout_s: float = 30.0
-    """Timeout of one request to the backend (connecting, and waiting for a reply), in
-    seconds."""
-
-    attempts: int = 3
-    """Tries of one request before the operation fails with ``StorageError``."""
-
-    block_bytes: int = 8 * 1024**2
-    """Upload part (S3) / resumable chunk (GCS) size, in bytes; smaller objects go up in
-    one request. S3 needs at least 5 MiB, GCS a multiple of 256 KiB."""
-
-    s3_endpoint_url: str = ""
-    """S3 endpoint (SeaweedFS, MinIO, R2, ...); empty: AWS itself."""
-
-    s3_access_key_id: str = ""
-    """S3 access key id; empty: botocore's own credential chain."""
-
-    s3_secret_access_key: str = ""
-    """S3 secret key, with ``s3_access_key_id``."""
-
-    s3_region: str = ""
-    """S3 region; empty: botocore's default."""
-
-    gcs_endpoint_url: str = ""
-    """GCS endpoint (an emulator); empty: Google itself (or gcsfs's own
-    ``STORAGE_EMULATOR_HOST`` convention)."""
-
-    gcs_project: str = ""
-    """GCP project for bucket operations; empty: the credentials' own."""
-
-    gcs_token: str = ""
-    """gcsfs authentication: a service-account JSON file, ``anon``, ``cloud`` or
-    ``google_default`` (also what empty means)."""
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> StorageOptions:
-        """The storage fields of ``settings``."""
-        return cls(
-            timeout_s=settings.storage_timeout_s,
-            attempts=settings.storage_attempts,
-            s3_endpoint_url=settings.s3_endpoint_url,
-            s3_access_key_id=settings.s3_access_key_id,
-            s3_secret_access_key=settings.s3_secret_access_key.get_secret_value(),
-            s3_region=settings.s3_region,
-            gcs_endpoint_url=settings.gcs_endpoint_url,
-            gcs_project=settings.gcs_project,
-            gcs_token=settings.gcs_token,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,11 +108,11 @@ class ObjectStore:
         self.url = url.rstrip("/")
         self.options = options or StorageOptions()
         protocol, path = split_protocol(url)
-        backend = _PROTOCOLS.get(protocol)
+        backend = PROTOCOLS.get(protocol)
         if backend is None:
             raise StorageError(f"Storage URL {url!r} is not a local path, gs:// or s3:// URL.")
         self.backend = backend
-        self._fs = _filesystem(backend, self.options)
+        self._fs = filesystem(backend, self.options)
         if backend is Backend.LOCAL:
             self._root = os.path.abspath(os.path.expanduser(path)).rstrip("/")
             os.makedirs(self._root, exist_ok=True)
@@ -311,11 +239,11 @@ class ObjectStore:
                 self._fs.rm(path, recursive=True)
             self._fs.invalidate_cache()
 
-    def list(self, prefix: str = "") -> list[str]:
+    def list(self, prefix: str = "") -> builtins.list[str]:
         """Keys of the complete objects below ``prefix`` (everything, if empty)."""
         return [info.key for info in self.list_info(prefix)]
 
-    def list_info(self, prefix: str = "") -> list[ObjectInfo]:
+    def list_info(self, prefix: str = "") -> builtins.list[ObjectInfo]:
         """The complete objects below ``prefix``, with size and modification time."""
         base = self.path(prefix) if prefix else self._root
         with _storage_errors("Listing object storage failed."):
@@ -341,7 +269,7 @@ class ObjectStore:
 
     # -- unfinished writes -----------------------------------------------------------
 
-    def pending_writes(self) -> list[PendingWrite]:
+    def pending_writes(self) -> builtins.list[PendingWrite]:
         """Writes begun but never finished or aborted (only a crash, or a network cut
         that also stopped the abort, leaves any): local staging files and S3 multipart
         uploads. GCS cannot list unfinished resumable uploads; it expires them itself."""
@@ -374,7 +302,7 @@ class ObjectStore:
             ]
         return []
 
-    def staging_keys(self) -> list[str]:
+    def staging_keys(self) -> builtins.list[str]:
         """Keys of :meth:`pending_writes`."""
         return [pending.key for pending in self.pending_writes()]
 
@@ -477,192 +405,3 @@ def _modified(detail: dict[str, Any]) -> datetime:
         if isinstance(value, str):
             return datetime.fromisoformat(value.replace("Z", "+00:00"))
     raise StorageError("Object storage reported no modification time.")
-
-
-def _filesystem(backend: Backend, options: StorageOptions) -> AbstractFileSystem:
-    """A private fsspec file system for ``backend`` configured from ``options``."""
-    if backend is Backend.LOCAL:
-        return LocalFileSystem()
-    try:
-        if backend is Backend.S3:
-            return _s3_filesystem(options)
-        return _gcs_filesystem(options)
-    except ImportError as exc:
-        extra = "s3" if backend is Backend.S3 else "gcs"
-        raise StorageError(
-            f"{backend.value}:// storage needs the voicepocket[{extra}] extra installed."
-        ) from exc
-
-
-def _s3_filesystem(options: StorageOptions) -> AbstractFileSystem:
-    client_kwargs: dict[str, Any] = {}
-    if options.s3_region:
-        client_kwargs["region_name"] = options.s3_region
-    fs = _no_expect_s3_class()(
-        endpoint_url=options.s3_endpoint_url or None,
-        key=options.s3_access_key_id or None,
-        secret=options.s3_secret_access_key or None,
-        client_kwargs=client_kwargs,
-        config_kwargs={
-            "connect_timeout": options.timeout_s,
-            "read_timeout": options.timeout_s,
-            # botocore retries connection errors, timeouts, 5xx and throttling itself.
-            "retries": {"total_max_attempts": options.attempts, "mode": "standard"},
-            # Signature V4 for presigned URLs (V2, botocore's default there, is refused by
-            # most regions and by S3-compatible servers).
-            "signature_version": "s3v4",
-        },
-        # Every worker must see every other worker's writes: no listing cache.
-        use_listings_cache=False,
-        skip_instance_cache=True,
-    )
-    # s3fs's own retry loop would multiply botocore's tries; leave the retrying to one.
-    fs.retries = 1
-    return fs
-
-
-def _no_expect_s3_class() -> type[AbstractFileSystem]:
-    """``S3FileSystem`` whose writes send no ``Expect: 100-continue``. botocore asks for it
-    on every file-like body and aiohttp then waits for the "100 Continue" with no timeout,
-    so an endpoint that accepts connections but never answers (a frozen process) held a
-    write forever; without it, the read timeout bounds the wait for the answer."""
-    from botocore.handlers import add_expect_header
-    from s3fs import S3FileSystem
-
-    class NoExpectS3FileSystem(S3FileSystem):  # type: ignore[misc]
-        async def set_session(self, *args: Any, **kwargs: Any) -> Any:
-            client = await super().set_session(*args, **kwargs)
-            client.meta.events.unregister("before-call.s3", add_expect_header)
-            return client
-
-    return NoExpectS3FileSystem
-
-
-def _gcs_filesystem(options: StorageOptions) -> AbstractFileSystem:
-    cls = _bounded_gcs_class()
-    fs: AbstractFileSystem = cls(
-        project=options.gcs_project or "",
-        token=options.gcs_token or None,
-        endpoint_url=options.gcs_endpoint_url or None,
-        requests_timeout=options.timeout_s,
-        attempts=options.attempts,
-        use_listings_cache=False,
-        skip_instance_cache=True,
-    )
-    return fs
-
-
-@functools.cache
-def _bounded_gcs_class() -> type[AbstractFileSystem]:
-    """gcsfs's plain ``GCSFileSystem`` with a per-instance number of tries.
-
-    Two deliberate departures from ``fsspec.filesystem("gs")``: (1) the core class, not
-    the ``ExtendedGcsFileSystem`` that gcsfs swaps in unless the environment says
-    ``GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false`` (it probes each bucket for zonal/HNS
-    features, which stalls 60 s per call against an emulator; we need neither). (2) gcsfs
-    retries every request six times with backoff of up to 32 s, fixed when the class is
-    defined: against an unreachable endpoint a read took 34 s to fail. Here the count is
-    ``StorageOptions.attempts``, so an outage becomes a 503 in seconds.
-    """
-    from gcsfs.core import GCSFileSystem
-    from gcsfs.retry import retry_request
-
-    unwrapped = getattr(GCSFileSystem._request, "__wrapped__", None)
-    if unwrapped is None:  # a gcsfs that no longer decorates _request: keep its retries
-        _LOGGER.warning("gcsfs changed: storage_attempts does not apply to gs:// URLs")
-        return _attempts_ignored(GCSFileSystem)
-
-    class BoundedGCSFileSystem(GCSFileSystem):  # type: ignore[misc]
-        def __init__(self, *args: Any, attempts: int = 6, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._bounded_request: Callable[..., Any] = retry_request(retries=attempts)(unwrapped)
-
-        async def _request(self, *args: Any, **kwargs: Any) -> Any:
-            return await self._bounded_request(self, *args, **kwargs)
-
-    return BoundedGCSFileSystem
-
-
-def _attempts_ignored(base: type[Any]) -> type[AbstractFileSystem]:
-    """``base`` accepting (and ignoring) the ``attempts`` argument."""
-
-    class UnboundedGCSFileSystem(base):  # type: ignore[misc,valid-type]
-        def __init__(self, *args: Any, attempts: int = 6, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-
-    return UnboundedGCSFileSystem
-
-
-# -- audio -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class StoredAudio:
-    """Where one synthesis was stored."""
-
-    key: str
-    """``{owner}/{uuid}.{ext}``."""
-
-    bytes: int
-    """Size of the stored object."""
-
-
-@dataclass(frozen=True, slots=True)
-class ExpiryReport:
-    """What one retention pass did."""
-
-    deleted: list[str]
-    """Keys of the audio objects deleted (or, in a dry run, that would be)."""
-
-    kept: int
-    """Audio objects young enough to keep."""
-
-
-class AudioStore:
-    """Synthesized audio at ``{owner}/{uuid}.{ext}``, the seed's bucket layout."""
-
-    def __init__(self, objects: ObjectStore) -> None:
-        self.objects = objects
-
-    @staticmethod
-    def key_for(owner: str, audio_id: str, ext: str) -> str:
-        """The key of audio ``audio_id`` of ``owner``."""
-        return f"{owner}/{audio_id}.{ext}"
-
-    def put(self, owner: str, ext: str, chunks: Iterable[bytes]) -> StoredAudio:
-        """Store audio under a new uuid for ``owner``; nothing is visible if it fails."""
-        key = self.key_for(owner, uuid.uuid4().hex, ext)
-        size = self.objects.put(key, chunks)
-        return StoredAudio(key=key, bytes=size)
-
-    def expire(
-        self,
-        *,
-        older_than: timedelta,
-        now: datetime | None = None,
-        before_delete: Callable[[str], None] | None = None,
-        dry_run: bool = False,
-    ) -> ExpiryReport:
-        """Delete audio last written more than ``older_than`` before ``now``.
-
-        Only keys of the audio layout are touched, so a store root shared with anything
-        else loses nothing else. ``before_delete(key)`` runs before each object goes (the
-        API drops the synthesis row there, so no row ever points at missing audio); if it
-        raises, that object is kept and the error propagates.
-        """
-        now = now or datetime.now(UTC)
-        cutoff = now - older_than
-        deleted: list[str] = []
-        kept = 0
-        for info in self.objects.list_info():
-            if not _AUDIO_KEY.fullmatch(info.key):
-                continue
-            if info.modified >= cutoff:
-                kept += 1
-                continue
-            if not dry_run:
-                if before_delete is not None:
-                    before_delete(info.key)
-                self.objects.delete(info.key)
-            deleted.append(info.key)
-        return ExpiryReport(deleted=deleted, kept=kept)

@@ -1,15 +1,18 @@
-"""Running one admitted synthesis: inference slots per chunk, encoding, metrics, cleanup.
+"""Running one admitted synthesis: admission, inference slots per chunk, encoding, metrics.
 
-Inference never runs on the event loop: audio is produced by a sync generator iterated in
-worker threads (a limiter of their own, so waiting syntheses cannot starve the threads
-the rest of the app needs). Closing the generator early (client gone) stops synthesis
-after the chunk in progress and returns the voice lease and the admission ticket.
+Built from a ``SpeechSource`` (this process's pool or a cluster's workers), so the API,
+the job runner and the CLI's server share one speech path. Inference never runs on the
+event loop: audio is produced by a sync generator iterated in worker threads (a limiter
+of their own, so waiting syntheses cannot starve the threads the rest of the app needs).
+
+Every opened synthesis is released exactly once, however it ends: its audio ran out, the
+client left mid-stream, or the client left before the stream started (when no generator
+ever ran, so no generator's ``finally`` can be relied on): ``release`` is idempotent and
+the HTTP layer calls it when the response is over.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,11 +21,11 @@ from typing import TypeVar
 import anyio
 import anyio.to_thread
 
-from voicepocket.api.admission import Admission, FairScheduler, Ticket
-from voicepocket.api.metrics import Metrics
+from voicepocket.admission import AdmissionControl, FairScheduler, Ticket
 from voicepocket.audio import StreamEncoder
-from voicepocket.engine import Engine, Speech
-from voicepocket.voices import AudioChunk, SynthesisParams
+from voicepocket.chunks import AudioChunk, SynthesisParams
+from voicepocket.metrics import Metrics
+from voicepocket.speech import Chunking, SpeechSource, SpeechStream
 
 T = TypeVar("T")
 
@@ -34,8 +37,8 @@ class OpenSynthesis:
     owner: str
     """Who asked: the unit of fairness."""
     ticket: Ticket | None
-    """Its admission, released when the audio ends; ``None`` for background jobs."""
-    speech: Speech
+    """Its admission, released when the synthesis is released; ``None`` for jobs."""
+    speech: SpeechStream
     format: str
     admitted_at: float
     """``perf_counter()`` at admission, for time to first audio."""
@@ -46,23 +49,27 @@ class OpenSynthesis:
 
 
 class Synthesizer:
-    """Admits, schedules and runs syntheses for the API."""
+    """Admits, schedules and runs syntheses from a ``SpeechSource``."""
 
     def __init__(
         self,
         *,
-        engine: Engine,
-        admission: Admission,
+        speech: SpeechSource,
+        chunking: Chunking,
+        short_first: Chunking,
+        limit: int,
+        admission: AdmissionControl,
         scheduler: FairScheduler,
         metrics: Metrics,
-        first_chunk_chars: int,
         threads: int,
     ) -> None:
-        self.engine = engine
+        self.speech = speech
         self.admission = admission
         self.scheduler = scheduler
         self.metrics = metrics
-        self._first_chunk_chars = first_chunk_chars
+        self._chunking = chunking
+        self._short_first = short_first
+        self._limit = limit
         self.limiter = anyio.CapacityLimiter(threads)
 
     async def open(
@@ -73,21 +80,32 @@ class Synthesizer:
         admitted_at = time.perf_counter()
         # A short first chunk starts the audio sooner when it runs at once; behind a queue
         # it would only add an inference call per request (~4% of throughput, measured).
-        first_chunk_chars = self._first_chunk_chars if self.scheduler.slot_free else None
+        chunking = self._short_first if self.scheduler.slot_free else self._chunking
         try:
             speech = await self.run(
-                lambda: self.engine.speak(
+                lambda: self.speech.speak(
                     voice,
                     text,
                     caller=owner,
                     params=params,
-                    first_chunk_chars=first_chunk_chars,
+                    chunking=chunking,
+                    limit=self._limit,
                 )
             )
         except BaseException:
             self.admission.release(ticket)
             raise
         return OpenSynthesis(owner, ticket, speech, fmt, admitted_at, input_chars=len(text))
+
+    def open_job(
+        self, *, owner: str, voice: str, text: str, fmt: str, params: SynthesisParams, limit: int
+    ) -> OpenSynthesis:
+        """Open a background job's synthesis (blocking; no admission: the job queue is
+        its own bound)."""
+        speech = self.speech.speak(
+            voice, text, caller=owner, params=params, chunking=self._chunking, limit=limit
+        )
+        return OpenSynthesis(owner, None, speech, fmt, time.perf_counter(), len(text))
 
     async def run(self, function: Callable[[], T]) -> T:
         """Run blocking ``function`` on a synthesis thread."""
@@ -100,7 +118,7 @@ class Synthesizer:
         progressive: bool = True,
         on_chunk: Callable[[int], None] | None = None,
     ) -> Iterator[bytes]:
-        """The encoded audio of ``job``; always releases its lease and ticket.
+        """The encoded audio of ``job``; releases it however iteration ends.
         ``on_chunk(n)`` is called after the n-th chunk is synthesized."""
         try:
             with StreamEncoder(
@@ -118,12 +136,11 @@ class Synthesizer:
                 self._first_audio(job)
                 yield tail
         finally:
-            job.speech.close()
-            if job.ticket is not None:
-                self.admission.release(job.ticket)
+            self.release(job)
 
-    def cancel(self, job: OpenSynthesis) -> None:
-        """Give back an opened synthesis that will not run (e.g. a cache hit)."""
+    def release(self, job: OpenSynthesis) -> None:
+        """Stop ``job``'s speech and end its admission (idempotent): after its audio, when
+        it will not run (e.g. a cache hit), or when its client is gone."""
         job.speech.close()
         if job.ticket is not None:
             self.admission.release(job.ticket)
@@ -156,20 +173,13 @@ class Synthesizer:
                 yield block
         finally:
             with anyio.CancelScope(shield=True):
-                await self.run(blocks.close)
+                await self.run(_closer(blocks))
 
 
-def sse_events(blocks: Iterator[bytes], *, input_chars: int) -> Iterator[bytes]:
-    """OpenAI's speech SSE: ``speech.audio.delta`` per block, then ``speech.audio.done``."""
-    try:
-        for block in blocks:
-            delta = {"type": "speech.audio.delta", "audio": base64.b64encode(block).decode()}
-            yield f"data: {json.dumps(delta)}\n\n".encode()
-        usage = {"input_tokens": input_chars, "output_tokens": 0, "total_tokens": input_chars}
-        done = {"type": "speech.audio.done", "usage": usage}
-        yield f"data: {json.dumps(done)}\n\n".encode()
-    finally:
-        close = getattr(blocks, "close", None)
-        if close is not None:
-            close()
+def _closer(blocks: Iterator[bytes]) -> Callable[[], None]:
+    def close() -> None:
+        close_blocks = getattr(blocks, "close", None)
+        if close_blocks is not None:
+            close_blocks()
 
+    return close

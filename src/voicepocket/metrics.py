@@ -46,7 +46,11 @@ class Metrics:
     """Every metric the service exports."""
 
     def __init__(
-        self, *, pool_stats: Callable[[], PoolStats], queue_depth: Callable[[], int]
+        self,
+        *,
+        pool_stats: Callable[[], PoolStats],
+        queue_depth: Callable[[], int],
+        admitted: Callable[[], int],
     ) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
@@ -100,4 +104,10 @@ class Metrics:
             registry=self.registry,
         )
         queue.set_function(queue_depth)
+        admitted_now = Gauge(
+            "voicepocket_admitted_requests",
+            "Syntheses admitted and not yet released (running or waiting for a slot)",
+            registry=self.registry,
+        )
+        admitted_now.set_function(admitted)
         self.registry.register(PoolCollector(pool_stats))

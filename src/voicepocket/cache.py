@@ -14,11 +14,11 @@ import json
 import logging
 from collections.abc import Generator, Iterator
 
-from voicepocket.engine import Speech
+from voicepocket.chunks import SynthesisParams
 from voicepocket.errors import StorageError
 from voicepocket.registry import VoiceRecord
+from voicepocket.speech import SpeechStream
 from voicepocket.store import ObjectStore
-from voicepocket.voices import SynthesisParams
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class OutputCache:
         """The ``Cache-Control`` audio responses carry."""
 
     @staticmethod
-    def key(*, owner: str, speech: Speech, fmt: str, params: SynthesisParams) -> str:
+    def key(*, owner: str, speech: SpeechStream, fmt: str, params: SynthesisParams) -> str:
         """The request's identity, as a hex digest (also its ETag)."""
         record = speech.record
         identity = {

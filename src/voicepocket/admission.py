@@ -1,5 +1,9 @@
 """Back-pressure and fairness: who may start a synthesis, and whose chunk runs next.
 
+Used by the HTTP API and by every cluster worker; the cluster's ingress admits through
+``voicepocket.cluster.shared.SharedAdmission``, which implements the same
+``AdmissionControl`` protocol with per-key counts shared in Redis.
+
 Admission (per request, at once, never blocking): a request is admitted while the server
 has fewer than ``workers + queue_size`` requests admitted and its API key fewer than
 ``per_key_requests``; otherwise it gets 429 with ``Retry-After``.
@@ -13,10 +17,12 @@ waits for at most one chunk per other active owner.
 from __future__ import annotations
 
 import threading
+import uuid
 from collections import OrderedDict, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from voicepocket.errors import RateLimited
 
@@ -26,11 +32,30 @@ class Ticket:
     """One admitted request; release it exactly once."""
 
     owner: str
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    """Unique id (a shared count's member)."""
     released: bool = False
 
 
+class AdmissionControl(Protocol):
+    """Who may start a synthesis now."""
+
+    def admit(self, owner: str) -> Ticket:
+        """Admit a request of ``owner`` or raise ``RateLimited`` (or ``CapacityError``)."""
+        ...
+
+    def release(self, ticket: Ticket) -> None:
+        """End an admitted request (idempotent)."""
+        ...
+
+    @property
+    def admitted(self) -> int:
+        """Requests admitted now (by this process)."""
+        ...
+
+
 class Admission:
-    """Counts admitted requests, globally and per owner."""
+    """Counts admitted requests, globally and per owner, in this process."""
 
     def __init__(self, *, capacity: int, per_owner: int) -> None:
         self._capacity = capacity

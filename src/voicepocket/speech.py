@@ -1,0 +1,293 @@
+"""Where speech comes from: the ``SpeechSource`` protocol the API speaks through, and its
+one-process implementation over this process's voice pool.
+
+- ``SpeechSource.speak(voice, text, ...)`` resolves the voice for the caller, checks and
+  prepares the text and returns a ``SpeechStream``: every input error is raised there,
+  before the first sample. It also warms and forgets voices wherever they live.
+- ``Residency`` is the read-only view of where voices are resident, for readiness and
+  metrics.
+- ``ResidentVoices`` is both, over a ``VoicePool`` in this process; the cluster's
+  ``WorkerVoices`` (``voicepocket.cluster``) is both over Ray Serve voice workers.
+
+A local stream leases its voice for one chunk at a time, when that chunk is synthesized
+(inside the caller's inference slot). A request waiting for a slot therefore pins no
+voice and loads none, and the pool never holds more leases than chunks being synthesized:
+it can always make room, whatever mix of voices is queued.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from functools import partial
+from types import TracebackType
+from typing import Protocol
+
+from voicepocket.chunks import AudioChunk, SynthesisParams
+from voicepocket.errors import TextTooLong
+from voicepocket.pool import PoolStats, VoicePool
+from voicepocket.registry import Registry, VoiceRecord
+from voicepocket.settings import Settings
+from voicepocket.text import prepare
+from voicepocket.voices import TextProfile, Voice, load_voice, read_profile
+
+PROFILES_KEPT = 4096
+"""Text profiles cached by pool key (a few kB each): reading a config is cheap, not free."""
+
+
+@dataclass(frozen=True, slots=True)
+class Chunking:
+    """How input text is cut into inference calls."""
+
+    max_chunk_chars: int
+    """Longest text chunk (one inference call), in characters."""
+
+    first_chunk_chars: int | None = None
+    """Longest first chunk, in characters, so the first audio comes sooner; ``None``: the
+    first chunk is like the others."""
+
+
+def check_length(text: str, limit: int | None) -> None:
+    """``TextTooLong`` if ``text`` is longer than ``limit`` characters (``None``: no limit)."""
+    if limit is not None and len(text) > limit:
+        raise TextTooLong(f"Input is {len(text)} characters; the limit is {limit}.", param="input")
+
+
+class SpeechStream(Protocol):
+    """One synthesis in progress: iterate once for its audio, one chunk per text chunk."""
+
+    record: VoiceRecord
+    """The voice speaking."""
+
+    sample_rate: int
+    """Rate of every chunk, in Hertz."""
+
+    chunks: Sequence[str]
+    """The text chunks, in order."""
+
+    def __iter__(self) -> Iterator[AudioChunk]: ...
+
+    def close(self) -> None:
+        """Stop synthesis and give back what the stream holds (idempotent)."""
+        ...
+
+    def __enter__(self) -> SpeechStream: ...
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
+class SpeechSource(Protocol):
+    """Makes speech in registered voices, wherever they are resident."""
+
+    def speak(
+        self,
+        voice: str,
+        text: str,
+        *,
+        caller: str | None,
+        params: SynthesisParams,
+        chunking: Chunking,
+        limit: int | None,
+    ) -> SpeechStream:
+        """Open a synthesis of ``text`` (at most ``limit`` characters; ``None``: any) in
+        ``voice`` as ``caller`` sees it (``None``: the operator, who sees every voice)."""
+        ...
+
+    def prewarm(self, record: VoiceRecord, *, pin: bool = False) -> None:
+        """Make ``record`` resident and warm; ``pin``: never evict it (the default voice)."""
+        ...
+
+    def discard(self, pool_key: str) -> None:
+        """Forget a deleted or replaced voice wherever it is resident."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Residency(Protocol):
+    """Where voices are resident, for readiness and metrics."""
+
+    def stats(self) -> PoolStats: ...
+
+    def is_resident(self, pool_key: str) -> bool: ...
+
+
+class VoiceHost(SpeechSource, Residency, Protocol):
+    """A source that can also say what it holds (both implementations are)."""
+
+
+class LocalSpeech:
+    """A synthesis in this process. Each chunk leases the voice only while it is being
+    synthesized; ``close()`` stops before the next chunk."""
+
+    def __init__(
+        self,
+        *,
+        record: VoiceRecord,
+        chunks: Sequence[str],
+        params: SynthesisParams,
+        lease: Callable[[], AbstractContextManager[Voice]],
+        start: int = 0,
+    ) -> None:
+        self.record = record
+        self.sample_rate = record.sample_rate
+        self.chunks = list(chunks)
+        self._params = params
+        self._lease = lease
+        self._next = start
+        """Index of the next chunk to synthesize."""
+        self._closed = False
+
+    def __iter__(self) -> Iterator[AudioChunk]:
+        while not self._closed and self._next < len(self.chunks):
+            with self._lease() as voice:
+                produced = list(voice.synthesize([self.chunks[self._next]], self._params))
+            self._next += 1
+            yield from produced
+
+    def close(self) -> None:
+        self._closed = True
+
+    def __enter__(self) -> LocalSpeech:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def open_speech(
+    record: VoiceRecord,
+    text: str,
+    *,
+    profile: TextProfile,
+    lease: Callable[[], AbstractContextManager[Voice]],
+    params: SynthesisParams,
+    chunking: Chunking,
+    chunks: Sequence[str] | None = None,
+    start: int = 0,
+) -> LocalSpeech:
+    """Prepare ``text`` for a voice of ``profile`` (unless ``chunks`` were prepared by an
+    earlier attempt) and stream it from chunk ``start``. Raises every input error now."""
+    if chunks is None:
+        chunks = prepare(
+            text,
+            symbols=profile.symbols,
+            language=profile.language,
+            max_chunk_chars=chunking.max_chunk_chars,
+            first_chunk_chars=chunking.first_chunk_chars,
+        )
+    return LocalSpeech(record=record, chunks=chunks, params=params, lease=lease, start=start)
+
+
+class ResidentVoices:
+    """Voices resident in this process's byte-budgeted pool: a ``VoiceHost``."""
+
+    def __init__(
+        self, registry: Registry, *, budget_bytes: int, wait_s: float, threads: int
+    ) -> None:
+        self.registry = registry
+        self.pool: VoicePool[Voice] = VoicePool(budget_bytes=budget_bytes, wait_s=wait_s)
+        self._threads = threads
+        # Guards ``_profiles`` (least recently used first).
+        self._lock = threading.Lock()
+        self._profiles: OrderedDict[str, TextProfile] = OrderedDict()
+
+    @classmethod
+    def for_settings(cls, registry: Registry, settings: Settings) -> ResidentVoices:
+        """A pool of ``VOICEPOCKET_POOL_BYTES`` whose voices run on ``VOICEPOCKET_THREADS``."""
+        return cls(
+            registry,
+            budget_bytes=settings.pool_bytes,
+            wait_s=settings.pool_wait_s,
+            threads=settings.threads,
+        )
+
+    def speak(
+        self,
+        voice: str,
+        text: str,
+        *,
+        caller: str | None,
+        params: SynthesisParams,
+        chunking: Chunking,
+        limit: int | None,
+    ) -> LocalSpeech:
+        check_length(text, limit)
+        record = self.registry.resolve(voice, caller=caller)
+        return self.open(record, text, params=params, chunking=chunking)
+
+    def open(
+        self,
+        record: VoiceRecord,
+        text: str,
+        *,
+        params: SynthesisParams,
+        chunking: Chunking,
+        chunks: Sequence[str] | None = None,
+        start: int = 0,
+    ) -> LocalSpeech:
+        """``open_speech`` of an already resolved voice, leasing from this pool."""
+        return open_speech(
+            record,
+            text,
+            profile=self.profile(record),
+            lease=partial(self.lease, record),
+            params=params,
+            chunking=chunking,
+            chunks=chunks,
+            start=start,
+        )
+
+    def profile(self, record: VoiceRecord) -> TextProfile:
+        """``record``'s text profile, read from its config once."""
+        with self._lock:
+            cached = self._profiles.get(record.pool_key)
+            if cached is not None:
+                self._profiles.move_to_end(record.pool_key)
+                return cached
+        profile = read_profile(record.kind, self.registry.model_path(record))
+        with self._lock:
+            self._profiles[record.pool_key] = profile
+            while len(self._profiles) > PROFILES_KEPT:
+                self._profiles.popitem(last=False)
+        return profile
+
+    def lease(self, record: VoiceRecord) -> AbstractContextManager[Voice]:
+        """Hold ``record``'s voice resident for a block, loading it on a miss."""
+        return self.pool.lease(
+            record.pool_key, cost_bytes=record.cost_bytes, load=partial(self._load, record)
+        )
+
+    def prewarm(self, record: VoiceRecord, *, pin: bool = False) -> None:
+        if pin:
+            self.pool.pin(record.pool_key)
+        self.pool.prewarm(
+            record.pool_key,
+            cost_bytes=record.cost_bytes,
+            load=partial(self._load, record),
+            warm=lambda voice: list(voice.synthesize([voice.sample_text()])),
+        )
+
+    def discard(self, pool_key: str) -> None:
+        self.pool.discard(pool_key)
+        with self._lock:
+            self._profiles.pop(pool_key, None)
+
+    def stats(self) -> PoolStats:
+        return self.pool.stats()
+
+    def is_resident(self, pool_key: str) -> bool:
+        return self.pool.is_resident(pool_key)
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def _load(self, record: VoiceRecord) -> Voice:
+        return load_voice(record.kind, self.registry.model_path(record), threads=self._threads)
