@@ -40,15 +40,14 @@ class AudioArchive:
         object is overwritten and the first row kept."""
         fresh = synthesis_id is None
         synthesis_id = synthesis_id or SynthesisRegistry.new_id()
-        key = AudioStore.key_for(owner, synthesis_id, fmt)
-        size = self.audio.objects.put(key, blocks)
+        stored = self.audio.put(owner, fmt, blocks, audio_id=synthesis_id)
         synthesis = Synthesis(
             id=synthesis_id,
             owner=owner,
             voice=voice,
             format=fmt,
-            storage_key=key,
-            bytes=size,
+            storage_key=stored.key,
+            bytes=stored.bytes,
             duration_s=duration_s(),
             input_chars=input_chars,
             created_at=created_at or utcnow(),
@@ -57,7 +56,7 @@ class AudioArchive:
             return self.syntheses.record_once(synthesis)
         except BaseException:
             if fresh:  # a job's object may already have a row from an earlier run
-                self.audio.objects.delete(key)
+                self.audio.objects.delete(stored.key)
             raise
 
     def get(self, synthesis_id: str, *, owner: str) -> Synthesis:

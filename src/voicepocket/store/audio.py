@@ -51,9 +51,12 @@ class AudioStore:
         """The key of audio ``audio_id`` of ``owner``."""
         return f"{owner}/{audio_id}.{ext}"
 
-    def put(self, owner: str, ext: str, chunks: Iterable[bytes]) -> StoredAudio:
-        """Store audio under a new uuid for ``owner``; nothing is visible if it fails."""
-        key = self.key_for(owner, uuid.uuid4().hex, ext)
+    def put(
+        self, owner: str, ext: str, chunks: Iterable[bytes], *, audio_id: str | None = None
+    ) -> StoredAudio:
+        """Store audio for ``owner`` under ``audio_id`` (default: a new uuid), replacing
+        what is there; nothing is visible if it fails."""
+        key = self.key_for(owner, audio_id or uuid.uuid4().hex, ext)
         size = self.objects.put(key, chunks)
         return StoredAudio(key=key, bytes=size)
 
