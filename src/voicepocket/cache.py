@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 
 from voicepocket.chunks import SynthesisParams
 from voicepocket.errors import StorageError
@@ -62,7 +62,7 @@ class OutputCache:
             return None
 
     def tee(
-        self, blocks: Generator[bytes, None, None], record: VoiceRecord, key: str, fmt: str
+        self, blocks: Iterator[bytes], record: VoiceRecord, key: str, fmt: str
     ) -> Iterator[bytes]:
         """Pass ``blocks`` through; once they all went out, store them under ``key``."""
         sent: list[bytes] = []
@@ -73,7 +73,9 @@ class OutputCache:
                 yield block
             completed = True
         finally:
-            blocks.close()  # a client gone mid-stream: stop synthesis, cache nothing
+            close = getattr(blocks, "close", None)
+            if close is not None:  # a client gone mid-stream: stop synthesis, cache nothing
+                close()
         if not completed:
             return
         try:

@@ -59,14 +59,20 @@ def check_length(text: str, limit: int | None) -> None:
 class SpeechStream(Protocol):
     """One synthesis in progress: iterate once for its audio, one chunk per text chunk."""
 
-    record: VoiceRecord
-    """The voice speaking."""
+    @property
+    def record(self) -> VoiceRecord:
+        """The voice speaking."""
+        ...
 
-    sample_rate: int
-    """Rate of every chunk, in Hertz."""
+    @property
+    def sample_rate(self) -> int:
+        """Rate of every chunk, in Hertz."""
+        ...
 
-    chunks: Sequence[str]
-    """The text chunks, in order."""
+    @property
+    def chunks(self) -> Sequence[str]:
+        """The text chunks, in order."""
+        ...
 
     def __iter__(self) -> Iterator[AudioChunk]: ...
 

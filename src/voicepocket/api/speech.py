@@ -147,7 +147,7 @@ def sse_events(blocks: Iterator[bytes], *, input_chars: int) -> Iterator[bytes]:
     yield _event({"type": "speech.audio.done", "usage": usage})
 
 
-def _event(body: dict[str, object]) -> bytes:
+def _event(body: Mapping[str, object]) -> bytes:
     return f"data: {json.dumps(body)}\n\n".encode()
 
 

@@ -46,23 +46,23 @@ async def create_synthesis(
         job = await run_in_threadpool(_submit_job, services, owner, body, fmt)
         return JSONResponse(job_out(job).model_dump(mode="json"), status_code=202)
     synthesizer = services.synthesizer
-    job = await synthesizer.open(
+    opened = await synthesizer.open(
         owner=owner, voice=body.voice, text=body.input, fmt=fmt,
         params=SynthesisParams(speed=body.speed),
     )  # fmt: skip
     try:
         synthesis = await synthesizer.run(
             lambda: services.archive.store(
-                synthesizer.audio(job, progressive=False),
+                synthesizer.audio(opened, progressive=False),
                 owner=owner,
-                voice=job.speech.record.ref,
+                voice=opened.speech.record.ref,
                 fmt=fmt,
-                input_chars=job.input_chars,
-                duration_s=lambda: job.audio_s,
+                input_chars=opened.input_chars,
+                duration_s=lambda: opened.audio_s,
             )
         )
     finally:
-        synthesizer.release(job)
+        synthesizer.release(opened)
     return _out(synthesis)
 
 

@@ -242,7 +242,7 @@ class WorkerVoices:
             _LOGGER.info("Eviction of %s broadcast to %d replicas", pool_key, listeners)
 
     def stats(self) -> PoolStats:
-        totals: dict[str, Any] = {name: 0 for name in PoolStats.__slots__}  # type: ignore[attr-defined]
+        totals: dict[str, Any] = {name: 0 for name in PoolStats.__slots__}
         totals["load_seconds"] = 0.0
         if self._shared is None:
             with self._lock:
