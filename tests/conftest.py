@@ -43,9 +43,11 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     from voicepocket.engine import Engine
 
     started = Engine(make_settings(tmp_path_factory.mktemp("engine-home")))
-    started.start()
-    yield started
-    started.close()
+    try:
+        started.start()
+        yield started
+    finally:
+        started.close()
 
 
 @pytest.fixture

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+LOG_TAIL_BYTES = 2000
+"""How much of a child process's log a start-up failure quotes."""
 
 
 def eventually(
@@ -26,3 +31,44 @@ def eventually(
         if remaining <= 0:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(min(interval_s, remaining))
+
+
+def wait_serving(
+    process: subprocess.Popen[bytes],
+    probe: Callable[[], object],
+    *,
+    timeout_s: float,
+    what: str,
+    log: Path,
+    not_yet: tuple[type[Exception], ...] = (OSError,),
+    interval_s: float = 0.05,
+) -> float:
+    """``eventually`` for a child process coming up: return (the seconds it took) once
+    ``probe()`` is truthy. ``probe`` raising one of ``not_yet`` means "not yet" (nothing
+    listens yet); ``process`` exiting ends the wait at once. Either failure is a
+    ``RuntimeError`` naming ``what`` and its ``log``, and quoting the log's tail."""
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}; see {log}:\n{_tail(log)}")
+        try:
+            return bool(probe())
+        except not_yet:
+            return False
+
+    try:
+        return eventually(ready, timeout_s=timeout_s, what=what, interval_s=interval_s)
+    except AssertionError as error:
+        raise RuntimeError(
+            f"{what} not ready in {timeout_s} s; see {log}:\n{_tail(log)}"
+        ) from error
+
+
+def _tail(log: Path) -> str:
+    """The end of ``log`` (its last ``LOG_TAIL_BYTES`` bytes), as text."""
+    try:
+        with log.open("rb") as file:
+            file.seek(max(0, log.stat().st_size - LOG_TAIL_BYTES))
+            return file.read().decode(errors="replace")
+    except OSError as error:
+        return f"(log unreadable: {error})"

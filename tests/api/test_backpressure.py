@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import io
 import threading
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 import soundfile as sf
+from helpers import eventually
 from server import Server, start_server
 
 from voicepocket.admission import Admission, FairScheduler
@@ -24,14 +24,6 @@ def metric(client: httpx.Client, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split(" ")[1])
     raise AssertionError(name)
-
-
-def wait_until(predicate, seconds: float = 60) -> None:  # type: ignore[no-untyped-def]
-    """Poll a real server until ``predicate()`` holds."""
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +60,8 @@ def test_429_per_key_and_when_the_queue_is_full(tight: Server) -> None:
                 second.close()
         finally:
             first.close()
-        wait_until(lambda: metric(carol, "voicepocket_pool_leases") == 0)
+        eventually(lambda: metric(carol, "voicepocket_pool_leases") == 0,
+                   timeout_s=60, what="every pool lease given back")  # fmt: skip
         ok = carol.post("/v1/audio/speech", json={"input": "Now it fits.", "voice": "joe"})
         assert ok.status_code == 200
 
@@ -79,7 +72,8 @@ def test_disconnect_cancels_the_rest_of_the_synthesis(tight: Server) -> None:
         response = open_stream(dora)
         next(response.iter_raw())
         response.close()  # the client goes away after the first audio
-        wait_until(lambda: metric(dora, "voicepocket_pool_leases") == 0)
+        eventually(lambda: metric(dora, "voicepocket_pool_leases") == 0,
+                   timeout_s=60, what="every pool lease given back")  # fmt: skip
         after = metric(dora, "voicepocket_chunks_synthesized_total")
     assert after - before < 10  # of 40 sentences: synthesis stopped soon after
 
@@ -95,12 +89,15 @@ def test_drain_on_sigterm(tmp_path_factory: pytest.TempPathFactory) -> None:
             started.set()
             body.append(r.read())
 
-    thread = threading.Thread(target=in_flight)
-    thread.start()
-    assert started.wait(60)
-    server.process.send_signal(15)  # SIGTERM
+    # frank's key is made first: the CLI takes seconds on a busy machine, and the drain
+    # only lasts as long as eve's request.
     with server.client("frank") as frank:
-        wait_until(lambda: frank.get("/readyz").status_code == 503, 10)
+        thread = threading.Thread(target=in_flight)
+        thread.start()
+        assert started.wait(60)
+        server.process.send_signal(15)  # SIGTERM
+        eventually(lambda: frank.get("/readyz").status_code == 503,
+                   timeout_s=10, what="/readyz to say draining")  # fmt: skip
         refused = frank.post("/v1/audio/speech", json={"input": "Hi.", "voice": "joe"})
     assert refused.status_code == 503
     assert refused.json()["error"]["code"] == "shutting_down"
@@ -155,9 +152,9 @@ def test_scheduler_hands_slots_round_robin_across_owners() -> None:
         thread = threading.Thread(target=chunk, args=(owner,))
         thread.start()
         threads.append(thread)
-        deadline = time.monotonic() + 10
-        while scheduler.waiting < len(threads):  # queued in this exact order
-            assert time.monotonic() < deadline
+        # Queued in this exact order: each waits before the next one starts.
+        eventually(lambda: scheduler.waiting == len(threads), timeout_s=10,
+                   what=f"{owner}'s chunk queued", interval_s=0.001)  # fmt: skip
     assert not scheduler.slot_free
     gate.set()
     for thread in [first, *threads]:

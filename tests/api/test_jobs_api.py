@@ -7,11 +7,13 @@ import io
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 import soundfile as sf
+from helpers import eventually
 from server import VOICEPOCKET, Server, start_server
 
 SENTENCES = [
@@ -31,16 +33,23 @@ def book(chars: int) -> str:
     return text.strip()
 
 
-def wait_for_job(client, job_id: str, *, until: set[str], seconds: float = 300):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + seconds
-    seen = []
-    while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}").json()
+def wait_for_job(
+    client: httpx.Client, job_id: str, *, until: set[str], seconds: float = 300
+) -> tuple[dict[str, Any], list[int]]:
+    """The job once its status is in ``until``, and the ``chunks_done`` seen on the way."""
+    job: dict[str, Any] = {}
+    seen: list[int] = []
+
+    def reached() -> bool:
+        job.update(client.get(f"/v1/jobs/{job_id}").json())
         seen.append(job["chunks_done"])
-        if job["status"] in until:
-            return job, seen
-        time.sleep(0.2)
-    raise AssertionError(f"job stuck: {job}")
+        return job["status"] in until
+
+    try:
+        eventually(reached, timeout_s=seconds, what=f"job {job_id} to be {until}", interval_s=0.2)
+    except AssertionError as error:
+        raise AssertionError(f"job stuck: {job}") from error
+    return job, seen
 
 
 def test_async_job_reports_progress_and_stores_one_result(server: Server) -> None:
@@ -81,10 +90,10 @@ def test_long_input_becomes_a_job_and_survives_sigkill(
                                                   "response_format": "wav"})  # fmt: skip
     assert response.status_code == 202  # over max_input_chars: automatically a job
     job_id = response.json()["id"]
-    deadline = time.monotonic() + 120
-    while client.get(f"/v1/jobs/{job_id}").json()["chunks_done"] < 2:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    eventually(
+        lambda: client.get(f"/v1/jobs/{job_id}").json()["chunks_done"] >= 2,
+        timeout_s=120, what="two chunks of the job done", interval_s=0.1,
+    )  # fmt: skip
     os.kill(first.process.pid, signal.SIGKILL)  # mid-job, no chance to clean up
     first.process.wait(30)
     second = start_server(home, **settings)

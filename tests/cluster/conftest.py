@@ -19,11 +19,13 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import psycopg
 import pytest
-from server import create_key
+from helpers import eventually, wait_serving
+from server import KeyedService
 
 from voicepocket.cluster.shared import ReplicaStats, SharedState
 
@@ -33,7 +35,7 @@ READY_TIMEOUT_S = 240
 
 
 @dataclass
-class Cluster:
+class Cluster(KeyedService):
     socket: Path
     env: dict[str, str]
     shared: SharedState
@@ -45,19 +47,15 @@ class Cluster:
     log: Path
     keys: dict[str, str] = field(default_factory=dict)
     started_s: float = 0.0
+    client_timeout_s: ClassVar[float] = 180
 
-    def key(self, owner: str) -> str:
-        if owner not in self.keys:
-            self.keys[owner] = create_key(owner, self.env)
-        return self.keys[owner]
+    @property
+    def base_url(self) -> str:
+        return "http://cluster"
 
-    def client(self, owner: str | None = "alice", **options: object) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {self.key(owner)}"} if owner else {}
-        transport = httpx.HTTPTransport(uds=str(self.socket))
-        return httpx.Client(
-            base_url="http://cluster", transport=transport, headers=headers, timeout=180,
-            **options,
-        )  # fmt: skip
+    def _transport(self) -> httpx.HTTPTransport:
+        """HTTP over the Unix socket ``netns_main.py`` bridges the namespace's port to."""
+        return httpx.HTTPTransport(uds=str(self.socket))
 
     def replicas(self) -> list[ReplicaStats]:
         """Worker replicas' latest reports."""
@@ -79,12 +77,17 @@ def redis_socket(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
          "--save", "", "--appendonly", "no", "--dir", str(folder)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    deadline = time.monotonic() + 20
-    while not sock.exists():
-        if time.monotonic() > deadline or process.poll() is not None:
-            process.kill()
-            raise RuntimeError("redis-server did not start")
-        time.sleep(0.05)
+
+    def started() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"redis-server did not start: it exited with {process.returncode}")
+        return sock.exists()
+
+    try:
+        eventually(started, timeout_s=20, what=f"redis-server's socket {sock}")
+    except BaseException:
+        process.kill()
+        raise
     yield sock
     process.terminate()
     process.wait(10)
@@ -146,21 +149,15 @@ def cluster(
 
 
 def _wait_ready(cluster: Cluster) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
+    """Until the service is ready and both worker replicas have reported."""
     with cluster.client(owner=None) as client:
-        while time.monotonic() < deadline:
-            if cluster.process.poll() is not None:
-                raise RuntimeError(f"cluster exited; see {cluster.log}")
-            try:
-                if (
-                    client.get("/readyz", timeout=2).status_code == 200
-                    and len(cluster.replicas()) == 2
-                ):
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-    raise RuntimeError(f"cluster not ready in {READY_TIMEOUT_S} s; see {cluster.log}")
+        wait_serving(
+            cluster.process,
+            lambda: client.get("/readyz", timeout=2).status_code == 200
+            and len(cluster.replicas()) == 2,
+            timeout_s=READY_TIMEOUT_S, what="cluster", log=cluster.log,
+            not_yet=(httpx.TransportError,), interval_s=0.2,
+        )  # fmt: skip
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

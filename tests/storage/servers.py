@@ -15,13 +15,14 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from helpers import wait_serving
 
 S3_KEY = "voicepocket-test"
 S3_SECRET = "voicepocket-test-secret"
@@ -82,21 +83,18 @@ class Server:
             self.process.send_signal(signal.SIGCONT)
 
 
-def _wait_until(ready: Callable[[], bool], process: subprocess.Popen[bytes], log: Path) -> float:
-    started = time.perf_counter()
-    deadline = started + START_TIMEOUT_S
-    while time.perf_counter() < deadline:
-        if process.poll() is not None:
-            tail = log.read_text()[-2000:]
-            raise RuntimeError(f"server exited with {process.returncode}: {tail}")
-        try:
-            if ready():
-                return time.perf_counter() - started
-        except (OSError, urllib.error.URLError):
-            pass
-        time.sleep(0.05)
-    process.kill()
-    raise RuntimeError(f"server not ready in {START_TIMEOUT_S} s: {log.read_text()[-2000:]}")
+def _wait_until(
+    ready: Callable[[], bool], process: subprocess.Popen[bytes], log: Path, *, name: str
+) -> float:
+    """Seconds until ``ready()`` holds; a server that is not ready in time is killed."""
+    try:
+        return wait_serving(
+            process, ready, timeout_s=START_TIMEOUT_S, what=name, log=log,
+            not_yet=(OSError, urllib.error.URLError),
+        )  # fmt: skip
+    except RuntimeError:
+        process.kill()
+        raise
 
 
 def start_seaweedfs(workdir: Path) -> Server:
@@ -153,7 +151,7 @@ def start_seaweedfs(workdir: Path) -> Server:
         ],
     )
     try:
-        server.started_s = _wait_until(_quiet(ready), process, log)
+        server.started_s = _wait_until(_quiet(ready), process, log, name=server.name)
     except BaseException:
         server.stop()
         raise
@@ -208,7 +206,7 @@ def start_gcs_emulator(workdir: Path) -> Server:
 
     server = Server(name="gcs-emulator", endpoint=endpoint, process=process, workdir=workdir)
     try:
-        server.started_s = _wait_until(ready, process, log)
+        server.started_s = _wait_until(ready, process, log, name=server.name)
     except BaseException:
         server.stop()
         raise
