@@ -125,6 +125,8 @@ def cluster(
         "VOICEPOCKET_CLUSTER_OBJECT_STORE_BYTES": str(200 * 1024**2),
         "VOICEPOCKET_DRAIN_S": "5",
     })  # fmt: skip
+    if "SOAK_POOL_WAIT_S" in os.environ:  # soak_worker_loss.py: a slower machine's pool wait
+        env["VOICEPOCKET_POOL_WAIT_S"] = os.environ["SOAK_POOL_WAIT_S"]
     socket = root / "http.sock"
     log = root / "cluster.log"
     started = time.perf_counter()

@@ -27,6 +27,8 @@ from test_cluster import (
     uninterrupted_lengths,
 )
 
+from voicepocket.engine import Engine
+
 if TYPE_CHECKING:
     from cluster_conftest import Cluster
 
@@ -43,9 +45,9 @@ def _replaced(cluster: Cluster, victim: int) -> bool:
     )
 
 
-def test_worker_loss_soak(cluster: Cluster, six_voices: dict[str, str]) -> None:
+def test_worker_loss_soak(engine: Engine, cluster: Cluster, six_voices: dict[str, str]) -> None:
     voices = [*VOICES, "joe"]
-    expected = uninterrupted_lengths(cluster, voices)
+    expected = uninterrupted_lengths(engine, cluster, voices)
     failures = []
     for loop in range(1, LOOPS + 1):
         started = time.perf_counter()
