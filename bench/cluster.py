@@ -97,7 +97,7 @@ def cost_of_default(home: Path) -> int:
     engine = Engine(Settings(home=home))  # type: ignore[call-arg]
     try:
         engine.start(prewarm=False)
-        return engine.registry.resolve("demo/joe", caller=None).cost_bytes
+        return engine.registry.voices.resolve("demo/joe", caller=None).cost_bytes
     finally:
         engine.close()
 

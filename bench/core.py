@@ -49,7 +49,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as home:
         engine = Engine(Settings(home=Path(home), threads=args.threads))
         engine.start()
-        record = engine.registry.resolve("demo/joe", caller=None)
+        record = engine.registry.voices.resolve("demo/joe", caller=None)
         voices = engine.voices  # the default build's ResidentVoices: this process's pool
         voices.pool.unpin(record.pool_key)
 

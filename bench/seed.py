@@ -232,7 +232,7 @@ def run(tmp: Path, python: Path, args: argparse.Namespace) -> None:
     record = engine.add_voice(owner="minji", slug="me", kind="coqui", model_file=checkpoint,
                               config_file=config, prewarm=False)  # fmt: skip
     register_s = time.perf_counter() - started
-    model = engine.registry.model_path(record)
+    model = engine.registry.voices.model_path(record)
     voice = CoquiVoice.load(model, threads=args.threads)
     ids = voice.text_to_ids(SENTENCE)
     feed = {

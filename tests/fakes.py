@@ -213,7 +213,7 @@ class FakeVoices:
         limit: int | None,
     ) -> FakeSpeech:
         check_length(text, limit)
-        record = self.registry.resolve(voice, caller=caller)
+        record = self.registry.voices.resolve(voice, caller=caller)
         chunks = prepare(
             text,
             symbols=SYMBOLS,

@@ -74,6 +74,6 @@ def test_input_errors_surface_before_audio(engine: Engine) -> None:
 
 
 def test_default_voice_is_pinned_and_warm(engine: Engine) -> None:
-    record = engine.registry.resolve("demo/joe", caller=None)
+    record = engine.registry.voices.resolve("demo/joe", caller=None)
     assert record.public
     assert engine.voices.pool.is_resident(record.pool_key)

@@ -183,7 +183,7 @@ def _write(chunks: Iterable[AudioChunk], fmt: str, output: str) -> int:
 def voices_list() -> None:
     """List every registered voice."""
     with _operator() as engine:
-        records = engine.registry.list_voices(caller=None)
+        records = engine.registry.voices.list_voices(caller=None)
     typer.echo(f"{'VOICE':<32} {'KIND':<7} {'PUBLIC':<6} {'RATE':>6} {'RESIDENT':>9}  SHA256")
     for r in records:
         typer.echo(

@@ -95,11 +95,11 @@ class Engine:
         ref = VoiceRef.parse(self.settings.default_voice, param="default_voice")
         owner = ref.owner or "demo"
         try:
-            return self.registry.resolve(VoiceRef(owner, ref.slug), caller=None)
+            return self.registry.voices.resolve(VoiceRef(owner, ref.slug), caller=None)
         except VoiceNotFound:
             pass
         _LOGGER.info("First start: registering the bundled voice as %s/%s", owner, ref.slug)
-        return self.registry.register_voice(
+        return self.registry.voices.register_voice(
             owner=owner,
             slug=ref.slug,
             kind="piper",
@@ -155,10 +155,10 @@ class Engine:
         previous = None
         if replace:
             try:
-                previous = self.registry.resolve(VoiceRef(owner, slug), caller=None)
+                previous = self.registry.voices.resolve(VoiceRef(owner, slug), caller=None)
             except VoiceNotFound:
                 previous = None
-        record = self.registry.register_voice(
+        record = self.registry.voices.register_voice(
             owner=owner,
             slug=slug,
             kind=kind,
@@ -175,13 +175,13 @@ class Engine:
 
     def delete_voice(self, voice: str, *, caller: str | None) -> VoiceRecord:
         """Delete a voice the caller owns: registry row, files, and its place in the pool."""
-        record = self.registry.resolve(voice, caller=caller)
+        record = self.registry.voices.resolve(voice, caller=caller)
         if caller is not None and record.owner != caller:
             # Someone else's public voice: visible, but not theirs to delete.
             raise VoiceNotFound(f"Voice {record.ref} not found.", param="voice")
         if record.pool_key == self.default_pool_key:
             raise Conflict("The default voice cannot be deleted.", param="voice")
-        self.registry.delete_voice(record)
+        self.registry.voices.delete_voice(record)
         self.voices.discard(record.pool_key)
         return record
 

@@ -226,7 +226,7 @@ class ResidentVoices:
         limit: int | None,
     ) -> LocalSpeech:
         check_length(text, limit)
-        record = self.registry.resolve(voice, caller=caller)
+        record = self.registry.voices.resolve(voice, caller=caller)
         return self.open(record, text, params=params, chunking=chunking)
 
     def open(
@@ -258,7 +258,7 @@ class ResidentVoices:
             if cached is not None:
                 self._profiles.move_to_end(record.pool_key)
                 return cached
-        profile = read_profile(record.kind, self.registry.model_path(record))
+        profile = read_profile(record.kind, self.registry.voices.model_path(record))
         with self._lock:
             self._profiles[record.pool_key] = profile
             while len(self._profiles) > PROFILES_KEPT:
@@ -296,4 +296,5 @@ class ResidentVoices:
         self.pool.close()
 
     def _load(self, record: VoiceRecord) -> Voice:
-        return load_voice(record.kind, self.registry.model_path(record), threads=self._threads)
+        path = self.registry.voices.model_path(record)
+        return load_voice(record.kind, path, threads=self._threads)

@@ -100,7 +100,7 @@ def cluster(
     from voicepocket.engine import Engine
 
     assert isinstance(engine, Engine)
-    cost = engine.registry.resolve("demo/joe", caller=None).cost_bytes
+    cost = engine.registry.voices.resolve("demo/joe", caller=None).cost_bytes
     # The pinned default voice plus 4.5 copies: the six test voices (6 copies) need both
     # replicas, and fit them even if Ray places four on one.
     pool_bytes = int(5.5 * cost)

@@ -39,7 +39,7 @@ def write_voice(folder: Path, model, config: dict | None = None, *, raw_config: 
 
 
 def assert_nothing_registered(engine: Engine) -> None:
-    assert engine.registry.list_voices(caller=None) == []
+    assert engine.registry.voices.list_voices(caller=None) == []
     models = engine.registry.models.objects
     assert models.list() == []
     assert models.staging_keys() == []
@@ -56,9 +56,9 @@ def test_register_records_checksums_and_measured_cost(fresh: Engine, joe_files) 
     assert record.config_sha256 == sha256_of(config)
     assert record.sample_rate == 22050
     assert 80e6 < record.cost_bytes < 400e6  # measured RSS, not the 63 MB file size
-    stored = fresh.registry.model_path(record)
+    stored = fresh.registry.voices.model_path(record)
     assert sha256_of(stored) == record.model_sha256
-    assert fresh.registry.resolve("alice/joe2", caller="alice") == record
+    assert fresh.registry.voices.resolve("alice/joe2", caller="alice") == record
 
 
 def test_duplicate_slug_conflicts_and_replace_swaps_files(fresh: Engine, tmp_path: Path) -> None:
@@ -81,8 +81,8 @@ def test_duplicate_slug_conflicts_and_replace_swaps_files(fresh: Engine, tmp_pat
             replace=True,
             prewarm=False,
         )
-    old = fresh.registry.resolve("alice/tiny", caller=None)
-    assert fresh.registry.model_path(old).exists()  # a failed replace keeps the old voice
+    old = fresh.registry.voices.resolve("alice/tiny", caller=None)
+    assert fresh.registry.voices.model_path(old).exists()  # a failed replace keeps the old voice
     model = onnx_models.piper_shaped_model()
     model.graph.initializer[0].float_data[:] = []
     model.graph.initializer[0].raw_data = b"\x00\x00\x80\x3f"
@@ -96,8 +96,8 @@ def test_duplicate_slug_conflicts_and_replace_swaps_files(fresh: Engine, tmp_pat
         prewarm=False,
     )
     assert new.id == old.id and new.model_sha256 != old.model_sha256
-    assert not fresh.registry.model_path(old).exists()
-    assert fresh.registry.model_path(new).exists()
+    assert not fresh.registry.voices.model_path(old).exists()
+    assert fresh.registry.voices.model_path(new).exists()
 
 
 @pytest.mark.parametrize(
@@ -180,7 +180,7 @@ def test_path_like_ids_are_refused(fresh: Engine, joe_files, owner: str, slug: s
 @pytest.mark.parametrize("ref", ["../x", "a/b/c", "/etc/passwd", "UPPER", "", "a/"])
 def test_path_like_voice_refs_are_refused(fresh: Engine, ref: str) -> None:
     with pytest.raises(InvalidVoiceId):
-        fresh.registry.resolve(ref, caller="alice")
+        fresh.registry.voices.resolve(ref, caller="alice")
 
 
 def test_upload_over_the_size_limit_is_refused(tmp_path: Path, joe_files) -> None:
@@ -219,20 +219,21 @@ def test_tenancy_and_bare_slug_resolution(fresh: Engine, tmp_path: Path) -> None
     fresh.add_voice(owner="demo", slug="joe", public=True, **add)
     fresh.add_voice(owner="alice", slug="joe", **add)
     fresh.add_voice(owner="alice", slug="secret", **add)
-    assert fresh.registry.resolve("joe", caller="alice").ref == "alice/joe"
-    assert fresh.registry.resolve("joe", caller="bob").ref == "demo/joe"
-    assert fresh.registry.resolve("demo/joe", caller="bob").ref == "demo/joe"
+    assert fresh.registry.voices.resolve("joe", caller="alice").ref == "alice/joe"
+    assert fresh.registry.voices.resolve("joe", caller="bob").ref == "demo/joe"
+    assert fresh.registry.voices.resolve("demo/joe", caller="bob").ref == "demo/joe"
     for ref in ("alice/secret", "secret", "alice/joe", "nobody/joe"):
         with pytest.raises(VoiceNotFound):
-            fresh.registry.resolve(ref, caller="bob")
-    assert [v.ref for v in fresh.registry.list_voices(caller="bob")] == ["demo/joe"]
-    assert [v.ref for v in fresh.registry.list_voices(caller="alice")] == [
+            fresh.registry.voices.resolve(ref, caller="bob")
+    assert [v.ref for v in fresh.registry.voices.list_voices(caller="bob")] == ["demo/joe"]
+    assert [v.ref for v in fresh.registry.voices.list_voices(caller="alice")] == [
         "alice/joe",
         "alice/secret",
         "demo/joe",
     ]
-    fresh.registry.set_public(fresh.registry.resolve("alice/secret", caller=None), True)
-    assert fresh.registry.resolve("alice/secret", caller="bob").public
+    voices = fresh.registry.voices
+    voices.set_public(voices.resolve("alice/secret", caller=None), True)
+    assert fresh.registry.voices.resolve("alice/secret", caller="bob").public
     with pytest.raises(VoiceNotFound):
         fresh.delete_voice("alice/secret", caller="bob")  # public is not theirs to delete
 
@@ -241,12 +242,12 @@ def test_delete_removes_row_files_and_pool_entry(fresh: Engine, tmp_path: Path) 
     files = write_voice(tmp_path / "v", onnx_models.piper_shaped_model())
     record = fresh.add_voice(owner="alice", slug="tiny", model_file=files[0], config_file=files[1])
     assert fresh.pool.is_resident(record.pool_key)  # pre-warmed at registration
-    path = fresh.registry.model_path(record)
+    path = fresh.registry.voices.model_path(record)
     fresh.delete_voice("tiny", caller="alice")
     assert not fresh.pool.is_resident(record.pool_key)
     assert not path.exists()
     with pytest.raises(VoiceNotFound):
-        fresh.registry.resolve("alice/tiny", caller="alice")
+        fresh.registry.voices.resolve("alice/tiny", caller="alice")
 
 
 def test_postgresql_registry(tmp_path: Path, postgres_url: str) -> None:
@@ -262,11 +263,11 @@ def test_postgresql_registry(tmp_path: Path, postgres_url: str) -> None:
         public=True,
         prewarm=False,
     )
-    assert engine.registry.resolve("tiny", caller="bob") == record
+    assert engine.registry.voices.resolve("tiny", caller="bob") == record
     with pytest.raises(VoiceExists):
         engine.add_voice(
             owner="alice", slug="tiny", model_file=files[0], config_file=files[1], prewarm=False
         )
     engine.delete_voice("alice/tiny", caller="alice")
-    assert engine.registry.list_voices(caller=None) == []
+    assert engine.registry.voices.list_voices(caller=None) == []
     engine.close()

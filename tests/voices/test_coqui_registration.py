@@ -29,7 +29,7 @@ def fresh(tmp_path: Path) -> Engine:
 
 
 def assert_nothing_registered(engine: Engine) -> None:
-    assert engine.registry.list_voices(caller=None) == []
+    assert engine.registry.voices.list_voices(caller=None) == []
     assert engine.registry.models.objects.list() == []
     assert list((engine.settings.home / "tmp").glob("*")) == []
 

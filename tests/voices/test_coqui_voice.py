@@ -50,7 +50,7 @@ def _first_pad(wav: np.ndarray) -> int:
 @pytest.fixture(scope="module")
 def voices(coqui_engine) -> dict[str, CoquiVoice]:
     engine, records = coqui_engine
-    loaded = {lang: load_voice("coqui", engine.registry.model_path(r), threads=1)
+    loaded = {lang: load_voice("coqui", engine.registry.voices.model_path(r), threads=1)
               for lang, r in records.items()}  # fmt: skip
     yield loaded
     for voice in loaded.values():
@@ -64,7 +64,7 @@ def test_registration_stores_onnx_and_manifest_not_the_checkpoint(
     for language, record in records.items():
         checkpoint, config = coqui_checkpoints[language]
         assert record.kind == "coqui" and record.sample_rate == 22050
-        stored = engine.registry.model_path(record)
+        stored = engine.registry.voices.model_path(record)
         assert stored.name == MODEL_NAME and sha256_of(stored) == record.model_sha256
         assert stored.read_bytes()[:2] != b"PK"  # ONNX protobuf, not a torch zip
         assert stored.stat().st_size < checkpoint.stat().st_size / 10  # no discriminator
@@ -85,7 +85,7 @@ def test_decoder_runs_wide_stages_as_2d_and_narrow_ones_as_1d(
     onnxruntime runs them in its NCHWc layout; the 32-channel stages and below stay 1-D
     (the parity tests below cover both)."""
     engine, records = coqui_engine
-    graph = onnx.load(engine.registry.model_path(records["en"])).graph
+    graph = onnx.load(engine.registry.voices.model_path(records["en"])).graph
     weights = {w.name: list(w.dims) for w in graph.initializer}
     convs = [weights[n.input[1]] for n in graph.node
              if n.op_type in ("Conv", "ConvTranspose") and n.input[1] in weights]  # fmt: skip
@@ -158,7 +158,7 @@ def test_speed_and_noise(
     # Without trimming: coqui's trim (the signed maximum under a threshold) can cut a
     # random-weight voice's whole output to its first 0.4 s, whatever the speed.
     engine, records = coqui_engine
-    model = engine.registry.model_path(records["en"])
+    model = engine.registry.voices.model_path(records["en"])
     shutil.copy(model, tmp_path / model.name)
     manifest = CoquiManifest.read(model.with_name(CONFIG_NAME))
     (tmp_path / CONFIG_NAME).write_text(replace(manifest, trim_silence=None).to_json())

@@ -76,7 +76,7 @@ def _submit_job(services: Services, owner: str, body: SynthesisRequest, fmt: str
         )
     if not body.input.strip():
         raise EmptyText("Input has no text the voice can speak.", param="input")
-    services.engine.registry.resolve(body.voice, caller=owner)
+    services.engine.registry.voices.resolve(body.voice, caller=owner)
     return services.engine.registry.jobs.create(
         owner=owner, voice=body.voice, text=body.input, fmt=fmt, speed=body.speed
     )

@@ -68,7 +68,8 @@ def _out(record: VoiceRecord) -> VoiceOut:
 @router.get("")
 async def list_voices(owner: Caller, services: ServicesDep) -> ListOf:
     """The caller's voices and every public voice."""
-    records = await run_in_threadpool(lambda: services.engine.registry.list_voices(caller=owner))
+    voices = services.engine.registry.voices
+    records = await run_in_threadpool(lambda: voices.list_voices(caller=owner))
     return ListOf(data=[_out(r) for r in records])
 
 
@@ -128,7 +129,7 @@ def _save(upload: UploadFile, path: Path) -> None:
 
 
 def _own(services: ServicesDep, voice_id: str, owner: str) -> VoiceRecord:
-    record = services.engine.registry.resolve(voice_id, caller=owner)
+    record = services.engine.registry.voices.resolve(voice_id, caller=owner)
     if record.owner != owner:
         raise VoiceNotFound(f"Voice {voice_id[:130]} not found.", param="voice")
     return record
@@ -138,7 +139,7 @@ def _own(services: ServicesDep, voice_id: str, owner: str) -> VoiceRecord:
 async def get_voice(voice_id: str, owner: Caller, services: ServicesDep) -> VoiceOut:
     """One voice the caller may use."""
     record = await run_in_threadpool(
-        lambda: services.engine.registry.resolve(voice_id, caller=owner)
+        lambda: services.engine.registry.voices.resolve(voice_id, caller=owner)
     )
     return _out(record)
 
@@ -150,7 +151,8 @@ async def patch_voice(
     """Make one of the caller's voices public or private."""
 
     def patch() -> VoiceRecord:
-        return services.engine.registry.set_public(_own(services, voice_id, owner), body.public)
+        voices = services.engine.registry.voices
+        return voices.set_public(_own(services, voice_id, owner), body.public)
 
     return _out(await run_in_threadpool(patch))
 

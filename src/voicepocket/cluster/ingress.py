@@ -204,7 +204,7 @@ class WorkerVoices:
         limit: int | None,
     ) -> RemoteSpeech:
         check_length(text, limit)
-        record = self.registry.resolve(voice, caller=caller)
+        record = self.registry.voices.resolve(voice, caller=caller)
         call = SpeakCall(
             record=record, owner=caller or record.owner, text=text, params=params,
             chunking=chunking,

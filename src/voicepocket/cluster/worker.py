@@ -150,7 +150,7 @@ class VoiceWorker:
 
     def _warm(self, voice: str) -> None:
         try:
-            self.voices.prewarm(self.engine.registry.resolve(voice, caller=None))
+            self.voices.prewarm(self.engine.registry.voices.resolve(voice, caller=None))
         except VoicePocketError as error:
             _LOGGER.warning("Cannot warm %s: %s", voice, error.message)
 

@@ -1,9 +1,8 @@
 """The :class:`Registry`: one object over the registry's database for the engine to hold.
 
 Owns wiring, and nothing else: one session factory over the database, handed to the voice,
-key, synthesis and job registries (``voices``, ``keys``, ``syntheses``, ``jobs``), schema
-migration (``database``), and the voice operations callers use on the registry itself,
-each passed straight to :class:`~voicepocket.registry.voices.VoiceRegistry`.
+key, synthesis and job registries (``voices``, ``keys``, ``syntheses``, ``jobs``), and schema
+migration (``database``).
 """
 
 from __future__ import annotations
@@ -14,12 +13,11 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
 from voicepocket.registry.database import migrate
-from voicepocket.registry.ids import VoiceRef
 from voicepocket.registry.jobs import JobRegistry
 from voicepocket.registry.keys import KeyRegistry
 from voicepocket.registry.repository import ModelRepository
 from voicepocket.registry.syntheses import SynthesisRegistry
-from voicepocket.registry.voices import VoiceRecord, VoiceRegistry
+from voicepocket.registry.voices import VoiceRegistry
 
 
 class Registry:
@@ -56,54 +54,3 @@ class Registry:
     def migrate(self) -> None:
         """Bring the schema to the newest migration (idempotent)."""
         migrate(self.database)
-
-    # -- voices (see VoiceRegistry) ---------------------------------------------------
-
-    def ensure_owner(self, name: str) -> str:
-        """Create owner ``name`` if it does not exist."""
-        return self.voices.ensure_owner(name)
-
-    def register_voice(
-        self,
-        *,
-        owner: str,
-        slug: str,
-        kind: str,
-        model_file: Path,
-        config_file: Path,
-        public: bool = False,
-        replace: bool = False,
-        bundled: bool = False,
-    ) -> VoiceRecord:
-        """Validate, probe, store and record a voice; see
-        :meth:`VoiceRegistry.register_voice`."""
-        return self.voices.register_voice(
-            owner=owner,
-            slug=slug,
-            kind=kind,
-            model_file=model_file,
-            config_file=config_file,
-            public=public,
-            replace=replace,
-            bundled=bundled,
-        )
-
-    def resolve(self, ref: str | VoiceRef, *, caller: str | None) -> VoiceRecord:
-        """The voice ``ref`` names for ``caller``; see :meth:`VoiceRegistry.resolve`."""
-        return self.voices.resolve(ref, caller=caller)
-
-    def list_voices(self, *, caller: str | None) -> list[VoiceRecord]:
-        """The caller's voices and every public one (all voices for ``None``)."""
-        return self.voices.list_voices(caller=caller)
-
-    def set_public(self, record: VoiceRecord, public: bool) -> VoiceRecord:
-        """Make a voice public or private."""
-        return self.voices.set_public(record, public)
-
-    def delete_voice(self, record: VoiceRecord) -> None:
-        """Remove a voice's row, then its files."""
-        self.voices.delete_voice(record)
-
-    def model_path(self, record: VoiceRecord) -> Path:
-        """A local path to load the voice from."""
-        return self.voices.model_path(record)
