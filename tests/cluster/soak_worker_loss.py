@@ -15,10 +15,15 @@ has replaced the replica. It prints one line per loop and a summary.
 from __future__ import annotations
 
 import os
+import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
 from helpers import eventually
+
+sys.path.insert(0, str(Path(__file__).parent))  # test_cluster.py, beside this file
 from test_cluster import (
     VOICES,
     check_losses,
@@ -45,6 +50,7 @@ def _replaced(cluster: Cluster, victim: int) -> bool:
     )
 
 
+@pytest.mark.timeout(LOOPS * 300)
 def test_worker_loss_soak(engine: Engine, cluster: Cluster, six_voices: dict[str, str]) -> None:
     voices = [*VOICES, "joe"]
     expected = uninterrupted_lengths(engine, cluster, voices)
