@@ -304,9 +304,12 @@ def _abort_unfinished_writes(engine: Engine, now: datetime) -> int:
     return sum(s.abort_pending_writes(older_than=UNFINISHED_WRITE_AGE, now=now) for s in stores)
 
 
-@app.command()
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def bench(
-    runs: Annotated[int, typer.Option(help="Timed runs per row.")] = 7,
+    ctx: typer.Context,
+    runs: Annotated[
+        int | None, typer.Option(help="Timed runs per row (default: the suite's).")
+    ] = None,
     threads: Annotated[
         int | None, typer.Option(help="Our intra-op threads (default: all cores, as Piper).")
     ] = None,
@@ -317,16 +320,20 @@ def bench(
 ) -> None:
     """Benchmark the engine against a Piper user's way (needs a source checkout: bench/).
 
-    Runs ``python -m bench.<suite>`` in the checkout, as one would by hand."""
+    Runs ``python -m bench.<suite>`` in the checkout, as one would by hand; options it
+    does not know go to the suite (e.g. ``--suite cluster --requests 100``)."""
     if not suite.isidentifier():
         raise typer.BadParameter(f"no bench suite {suite!r}")
     root = Path(__file__).resolve().parents[2]
     script = root / "bench" / f"{suite}.py"
     if not script.exists():
         raise typer.BadParameter(f"{script} not found: run from a source checkout")
-    command = [sys.executable, "-m", f"bench.{suite}", "--runs", str(runs)]
+    command = [sys.executable, "-m", f"bench.{suite}"]
+    if runs is not None:
+        command += ["--runs", str(runs)]
     if threads is not None:
         command += ["--threads", str(threads)]
+    command += ctx.args
     returncode = subprocess.run(command, cwd=root, check=False).returncode
     if returncode != 0:
         raise typer.Exit(code=returncode)

@@ -8,6 +8,7 @@ streams mid-synthesis so the test can look at what they hold; nothing sleeps.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -290,4 +291,37 @@ async def test_a_job_whose_voice_fails_midway_stores_nothing(
         assert (await client.get(f"/v1/syntheses/{row.synthesis_id}")).status_code == 404
     objects = running.services.archive.audio.objects
     assert objects.list("flo") == [] and objects.staging_keys() == []
+    assert_released(running)
+
+
+# -- failures after the first byte -----------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_failure_mid_stream_is_visible_never_complete_looking_audio(
+    running: InProcess, fake: FakeVoices
+) -> None:
+    """Once audio went out the status cannot change: SSE ends with an ``error`` event in
+    OpenAI's error shape, any other body is aborted (the app raises, so the server sends
+    no terminating chunk)."""
+    fake.fail_at = 1
+    async with running.client("fay") as client:
+        events = await client.post(SPEECH, json={**speech(BOOK), "stream_format": "sse"},
+                                   headers=NO_STORE)  # fmt: skip
+        assert events.status_code == 200
+        parsed = [json.loads(line[6:]) for line in events.text.splitlines() if line]
+        assert parsed[0]["type"] == "speech.audio.delta"
+        assert parsed[-1] == {"type": "error", "error": {
+            "message": FAILURE_MESSAGE, "type": "server_error", "param": None,
+            "code": "engine_error"}}  # fmt: skip
+        assert "speech.audio.done" not in [e["type"] for e in parsed]
+
+        # Starlette re-raises the handled error as this once the response has started:
+        # the ASGI server then drops the connection without the terminating chunk.
+        with pytest.raises(RuntimeError, match="response already started"):
+            async with client.stream("POST", SPEECH, json=speech(BOOK, "pcm"),
+                                     headers=NO_STORE) as raw:  # fmt: skip
+                assert raw.status_code == 200
+                async for _ in raw.aiter_bytes():
+                    pass
     assert_released(running)

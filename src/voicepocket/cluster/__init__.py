@@ -2,14 +2,15 @@
 
 Two deployments::
 
-    HTTP ──> Ingress (the FastAPI app through ``serve.ingress``; N replicas)
-               │  auth, tenancy, admission (per key, shared through Redis), text limits,
-               │  encoding, storage; the voice resolved in the shared SQL registry
+    HTTP ──> Ingress (the FastAPI app through ``serve.ingress``; N replicas), built on
+               │  ``WorkerVoices``, the cluster's ``SpeechSource``: auth, tenancy,
+               │  admission (per key, shared through Redis), text limits, encoding,
+               │  storage; the voice resolved in the shared SQL registry
                │  handle.options(stream=True, multiplexed_model_id=<pool key>)
                ▼
-             VoiceWorker (M replicas, each an Engine with its own byte-budgeted pool)
-                  lease the voice (load on a miss), chunk the text, synthesize chunk by
-                  chunk under a fair scheduler, stream PCM chunks back
+             VoiceWorker (M replicas, each a ``ResidentVoices`` with its own
+                  byte-budgeted pool): chunk the text, then chunk by chunk take a fair
+                  inference slot, lease the voice (load on a miss) and stream PCM back
 
 Ray routes a request to a replica whose ``@serve.multiplexed`` loader has seen the voice's
 pool key, so a voice is loaded once and then served where it lives. The loader returns a
@@ -17,5 +18,6 @@ pool key, so a voice is loaded once and then served where it lives. The loader r
 its byte budget alone decides what stays resident. Redis (``VOICEPOCKET_REDIS_URL``) holds
 the little shared state: per-key request counts, eviction broadcasts, replica stats.
 
-Nothing outside this package imports Ray; the pool, voices and API work without it.
+Nothing outside this package imports Ray; the pool, voices and API work without it, and
+the API reaches the workers only through the ``SpeechSource`` it was built with.
 """
