@@ -241,10 +241,10 @@ def test_tenancy_and_bare_slug_resolution(fresh: Engine, tmp_path: Path) -> None
 def test_delete_removes_row_files_and_pool_entry(fresh: Engine, tmp_path: Path) -> None:
     files = write_voice(tmp_path / "v", onnx_models.piper_shaped_model())
     record = fresh.add_voice(owner="alice", slug="tiny", model_file=files[0], config_file=files[1])
-    assert fresh.pool.is_resident(record.pool_key)  # pre-warmed at registration
+    assert fresh.voices.is_resident(record.pool_key)  # pre-warmed at registration
     path = fresh.registry.voices.model_path(record)
     fresh.delete_voice("tiny", caller="alice")
-    assert not fresh.pool.is_resident(record.pool_key)
+    assert not fresh.voices.is_resident(record.pool_key)
     assert not path.exists()
     with pytest.raises(VoiceNotFound):
         fresh.registry.voices.resolve("alice/tiny", caller="alice")
