@@ -283,7 +283,7 @@ def uninterrupted_lengths(
         with StreamEncoder("pcm", sample_rate=speech.sample_rate) as encoder:
             lengths.add(sum(len(encoder.encode(c.samples)) for c in speech) + len(encoder.finish()))
     with cluster.client("dave") as client:
-        for voice in voices:
+        for voice in (voices[0], voices[-1]):  # a routed voice and the default one
             response = client.post("/v1/audio/speech", json=_speech_body(voice), headers=UNCACHED)
             assert response.status_code == 200, response.text
             assert len(response.content) in lengths, (voice, len(response.content), lengths)
