@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 COQUI_VENV := .venv-coqui
 COQUI_STAMP := $(COQUI_VENV)/.installed
 
-.PHONY: run test lint bench clean coqui chromium cluster-tools venvs
+.PHONY: run test lint bench clean coqui chromium cluster-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,12 +41,7 @@ cluster-tools:
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 		redis-server iproute2 util-linux >/dev/null; }
 
-# The two environments install side by side (independent folders; the apt steps stay
-# serial, as dpkg takes one lock).
-venvs:
-	$(MAKE) -j2 $(STAMP) $(COQUI_STAMP)
-
-test: venvs chromium cluster-tools
+test: $(STAMP) $(COQUI_STAMP) chromium cluster-tools
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy src/voicepocket/pool.py src/voicepocket/voices
 	$(BIN)/pytest --durations=15
