@@ -25,7 +25,7 @@ from voicepocket.chunks import AudioChunk, SynthesisParams
 from voicepocket.errors import EngineError
 from voicepocket.pool import PoolStats
 from voicepocket.registry import Registry, VoiceRecord
-from voicepocket.speech import Chunking, check_length
+from voicepocket.speech import Chunking, resolve_speakable
 from voicepocket.text import prepare
 
 SYMBOLS = frozenset(string.ascii_letters + string.digits + " .,;:!?'-")
@@ -212,8 +212,7 @@ class FakeVoices:
         chunking: Chunking,
         limit: int | None,
     ) -> FakeSpeech:
-        check_length(text, limit)
-        record = self.registry.voices.resolve(voice, caller=caller)
+        record = resolve_speakable(self.registry, voice, text, caller=caller, limit=limit)
         chunks = prepare(
             text,
             symbols=SYMBOLS,

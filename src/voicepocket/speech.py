@@ -17,12 +17,10 @@ it can always make room, whatever mix of voices is queued.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from types import TracebackType
 from typing import Protocol
 
@@ -35,7 +33,8 @@ from voicepocket.text import prepare
 from voicepocket.voices import TextProfile, Voice, load_voice, read_profile
 
 PROFILES_KEPT = 4096
-"""Text profiles cached by pool key (a few kB each): reading a config is cheap, not free."""
+"""Text profiles cached per voice version (a few kB each): reading a config is cheap, not
+free. A replaced voice is a new record, so a stale entry is never asked for again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +49,14 @@ class Chunking:
     first chunk is like the others."""
 
 
-def check_length(text: str, limit: int | None) -> None:
-    """``TextTooLong`` if ``text`` is longer than ``limit`` characters (``None``: no limit)."""
+def resolve_speakable(
+    registry: Registry, voice: str, text: str, *, caller: str | None, limit: int | None
+) -> VoiceRecord:
+    """The voice a ``speak`` call means, once ``text`` passed the length ``limit``
+    (``None``: no limit): what every ``SpeechSource`` checks first."""
     if limit is not None and len(text) > limit:
         raise TextTooLong(f"Input is {len(text)} characters; the limit is {limit}.", param="input")
+    return registry.voices.resolve(voice, caller=caller)
 
 
 class SpeechStream(Protocol):
@@ -201,9 +204,10 @@ class ResidentVoices:
         self.registry = registry
         self.pool: VoicePool[Voice] = VoicePool(budget_bytes=budget_bytes, wait_s=wait_s)
         self._threads = threads
-        # Guards ``_profiles`` (least recently used first).
-        self._lock = threading.Lock()
-        self._profiles: OrderedDict[str, TextProfile] = OrderedDict()
+        self.profile: Callable[[VoiceRecord], TextProfile] = lru_cache(PROFILES_KEPT)(
+            self._read_profile
+        )
+        """``record``'s text profile, read from its config once."""
 
     @classmethod
     def for_settings(cls, registry: Registry, settings: Settings) -> ResidentVoices:
@@ -225,8 +229,7 @@ class ResidentVoices:
         chunking: Chunking,
         limit: int | None,
     ) -> LocalSpeech:
-        check_length(text, limit)
-        record = self.registry.voices.resolve(voice, caller=caller)
+        record = resolve_speakable(self.registry, voice, text, caller=caller, limit=limit)
         return self.open(record, text, params=params, chunking=chunking)
 
     def open(
@@ -251,19 +254,8 @@ class ResidentVoices:
             start=start,
         )
 
-    def profile(self, record: VoiceRecord) -> TextProfile:
-        """``record``'s text profile, read from its config once."""
-        with self._lock:
-            cached = self._profiles.get(record.pool_key)
-            if cached is not None:
-                self._profiles.move_to_end(record.pool_key)
-                return cached
-        profile = read_profile(record.kind, self.registry.voices.model_path(record))
-        with self._lock:
-            self._profiles[record.pool_key] = profile
-            while len(self._profiles) > PROFILES_KEPT:
-                self._profiles.popitem(last=False)
-        return profile
+    def _read_profile(self, record: VoiceRecord) -> TextProfile:
+        return read_profile(record.kind, self.registry.voices.model_path(record))
 
     def lease(self, record: VoiceRecord) -> AbstractContextManager[Voice]:
         """Hold ``record``'s voice resident for a block, loading it on a miss."""
@@ -283,8 +275,6 @@ class ResidentVoices:
 
     def discard(self, pool_key: str) -> None:
         self.pool.discard(pool_key)
-        with self._lock:
-            self._profiles.pop(pool_key, None)
 
     def stats(self) -> PoolStats:
         return self.pool.stats()

@@ -173,13 +173,11 @@ class Synthesizer:
                 yield block
         finally:
             with anyio.CancelScope(shield=True):
-                await self.run(_closer(blocks))
+                await self.run(lambda: close_blocks(blocks))
 
 
-def _closer(blocks: Iterator[bytes]) -> Callable[[], None]:
-    def close() -> None:
-        close_blocks = getattr(blocks, "close", None)
-        if close_blocks is not None:
-            close_blocks()
-
-    return close
+def close_blocks(blocks: Iterator[bytes]) -> None:
+    """Close ``blocks`` if it is a generator (stopping whatever produces it)."""
+    close = getattr(blocks, "close", None)
+    if close is not None:
+        close()

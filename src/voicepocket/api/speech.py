@@ -18,7 +18,7 @@ from voicepocket.api.deps import Caller, ServicesDep
 from voicepocket.api.schemas import ErrorOut, SpeechRequest
 from voicepocket.chunks import SynthesisParams
 from voicepocket.errors import EngineError, VoicePocketError
-from voicepocket.synthesizer import OpenSynthesis, Synthesizer
+from voicepocket.synthesizer import OpenSynthesis, Synthesizer, close_blocks
 
 _LOGGER = logging.getLogger(__name__)
 router = APIRouter(tags=["speech"])
@@ -55,9 +55,7 @@ class SpeechResponse(StreamingResponse):
 
 
 def _release(synthesizer: Synthesizer, job: OpenSynthesis, blocks: Iterator[bytes]) -> None:
-    close = getattr(blocks, "close", None)
-    if close is not None:
-        close()
+    close_blocks(blocks)
     synthesizer.release(job)
 
 
@@ -140,9 +138,7 @@ def sse_events(blocks: Iterator[bytes], *, input_chars: int) -> Iterator[bytes]:
         yield _event({"type": "error", "error": _error_body(EngineError("Synthesis failed."))})
         return
     finally:
-        close = getattr(blocks, "close", None)
-        if close is not None:
-            close()
+        close_blocks(blocks)
     usage = {"input_tokens": input_chars, "output_tokens": 0, "total_tokens": input_chars}
     yield _event({"type": "speech.audio.done", "usage": usage})
 

@@ -37,7 +37,7 @@ from voicepocket.errors import (
 from voicepocket.pool import PoolStats
 from voicepocket.registry import Registry, VoiceRecord
 from voicepocket.settings import Settings
-from voicepocket.speech import Chunking, check_length
+from voicepocket.speech import Chunking, resolve_speakable
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ class RemoteSpeech:
 
     def close(self) -> None:
         """Stop the worker's synthesis if it is still running (idempotent)."""
-        if self._received < len(self.chunks) or not self.chunks:
+        if self._received < len(self.chunks):
             self._cancel()
         self._stream = None
 
@@ -203,8 +203,7 @@ class WorkerVoices:
         chunking: Chunking,
         limit: int | None,
     ) -> RemoteSpeech:
-        check_length(text, limit)
-        record = self.registry.voices.resolve(voice, caller=caller)
+        record = resolve_speakable(self.registry, voice, text, caller=caller, limit=limit)
         call = SpeakCall(
             record=record, owner=caller or record.owner, text=text, params=params,
             chunking=chunking,
