@@ -33,6 +33,7 @@ BELOW: dict[str, set[str]] = {
     "synthesizer": {"admission", "audio", "chunks", "errors", "metrics", "speech"},
     "cache": {"chunks", "errors", "registry", "speech", "store"},
     "jobs": {"archive", "chunks", "errors", "registry", "synthesizer"},
+    "training": {"engine", "errors", "registry", "settings", "store", "text", "voices"},
 }
 """Each part below the API, and the parts it may import: nothing above itself."""
 

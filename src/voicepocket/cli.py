@@ -6,8 +6,10 @@ same engine, acting as the local operator (who sees every voice).
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -38,6 +40,9 @@ voices_app = typer.Typer(help="Manage registered voices.", no_args_is_help=True)
 app.add_typer(voices_app, name="voices")
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+bases_app = typer.Typer(help="Manage training bases (what users' voices are fine-tuned from).",
+                        no_args_is_help=True)  # fmt: skip
+app.add_typer(bases_app, name="bases")
 
 
 def _fail(error: VoicePocketError) -> typer.Exit:
@@ -266,6 +271,53 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="Key id or prefix.")]
     with _operator() as engine:
         key = engine.registry.keys.revoke(key_id)
     typer.echo(f"revoked {key.prefix}… of {key.owner}")
+
+
+@bases_app.command("add")
+def bases_add(
+    checkpoint: Annotated[Path, typer.Argument(help="A coqui-tts VITS model.pth (trainer's).")],
+    config: Annotated[Path, typer.Argument(help="Its config.json.")],
+    name: Annotated[str, typer.Option(help="The base's name (VOICEPOCKET_TRAIN_BASES).")],
+    language: Annotated[str, typer.Option(help="en or ko.")],
+) -> None:
+    """Validate (compile to ONNX in the coqui environment) and store a training base."""
+    from voicepocket.training.bases import add_base
+
+    with _operator() as engine:
+        base = add_base(
+            engine.registry, name=name, language=language, checkpoint=checkpoint,
+            config=config, coqui_python=engine.settings.coqui_python,
+            work_dir=engine.settings.home / "tmp",
+        )  # fmt: skip
+    typer.echo(f"added base {base.name} ({base.language}, {base.sample_rate} Hz)")
+
+
+@bases_app.command("list")
+def bases_list() -> None:
+    """The training bases on this server."""
+    with _operator() as engine:
+        bases = engine.registry.training.bases()
+    typer.echo(f"{'NAME':<24} {'LANG':<5} {'RATE':>6}  CHECKPOINT")
+    for base in bases:
+        typer.echo(f"{base.name:<24} {base.language:<5} {base.sample_rate:>6}  "
+                   f"{base.checkpoint_sha256[:16]}")  # fmt: skip
+
+
+@app.command("train-worker")
+def train_worker() -> None:
+    """Run queued trainings, one at a time, until interrupted (beside `serve`, or on a
+    machine with a GPU)."""
+    from voicepocket.training.worker import TrainingWorker
+
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    with _operator() as engine:
+        worker = TrainingWorker(engine, prewarm=False)
+        worker.start()
+        typer.echo(f"training worker {worker.name} started; Ctrl-C stops it")
+        stopping.wait()
+        worker.stop()  # a running training goes back to the queue, resumed later
 
 
 @app.command()

@@ -10,21 +10,28 @@ The tree (HTTP status in brackets)::
      │    ├── InvalidVoiceId          [400] not ``owner/slug`` / ``slug`` of allowed characters
      │    ├── InvalidVoiceFiles       [422] a voice's files fail validation at registration
      │    ├── VoiceTooLarge           [422] a voice that cannot fit the whole pool budget
+     │    ├── SampleRejected          [422] a recording failed a check (``code`` says which)
+     │    ├── TrainingRefused         [422] a voice cannot train yet (``code`` says why)
      │    └── PayloadTooLarge         [413] an upload over VOICEPOCKET_MAX_UPLOAD_BYTES
      ├── AuthenticationError          [401] no API key, or not a live one
      ├── RetryLater                   (base) carries ``retry_after_s`` for ``Retry-After``
      │    ├── RateLimited             [429] the caller has too much in flight, or the queue
      │    │                                 is full
+     │    │    └── TooManyTrainings    [429] the owner's trainings are all queued/running
      │    └── CapacityError           [503] resident voices are all in use; retry later
      │         ├── Draining           [503] the server is shutting down
      │         └── WorkerLost         [503] a voice worker was lost and none could resume
      ├── NotFound                     [404] nothing the caller may see has that id
      │    └── VoiceNotFound           [404] (also another owner's private voice)
      ├── Conflict                     [409]
-     │    └── VoiceExists             [409] the owner already has a voice with that slug
+     │    ├── VoiceExists             [409] the owner already has a voice with that slug
+     │    ├── VoiceNotReady           [409] a trained voice that has never finished training
+     │    └── TrainingBusy            [409] the voice is queued or training (or already done)
      ├── StorageError                 [503] object storage failed or is unreachable
      ├── StoreKeyError                [500] a storage key of ours is malformed (a bug, never
      │                                      user input)
+     ├── TrainingFailed               [500] a training round no retry would fix (its message
+     │                                      goes to the voice's ``training.message``)
      └── EngineError                  [500] inference failed inside onnxruntime
           └── StreamEndedEarly        [500] a voice worker's stream ended before its end
 
@@ -97,6 +104,32 @@ class VoiceTooLarge(RequestError):
     code = "voice_too_large"
 
 
+class SampleRejected(RequestError):
+    """A recording for a voice's dataset failed a check; ``code`` names which
+    (``too_short``, ``too_long``, ``silent``, ``clipped``, ``noisy``, ``low_sample_rate``,
+    ``unsupported_text``, ``text_mismatch``, ``bad_audio``) and the message what to do."""
+
+    status = 422
+    code = "bad_audio"
+
+    def __init__(self, message: str, *, code: str | None = None, param: str | None = "audio"):
+        super().__init__(message, param=param)
+        if code is not None:
+            self.code = code
+
+
+class TrainingRefused(RequestError):
+    """A voice cannot train yet: ``dataset_too_small`` or ``consent_missing``."""
+
+    status = 422
+    code = "dataset_too_small"
+
+    def __init__(self, message: str, *, code: str | None = None, param: str | None = None):
+        super().__init__(message, param=param)
+        if code is not None:
+            self.code = code
+
+
 class PayloadTooLarge(RequestError):
     """An uploaded file exceeds ``VOICEPOCKET_MAX_UPLOAD_BYTES``."""
 
@@ -129,6 +162,13 @@ class RateLimited(RetryLater):
     code = "rate_limit_exceeded"
 
 
+class TooManyTrainings(RateLimited):
+    """The owner already has ``VOICEPOCKET_TRAININGS_PER_OWNER`` trainings queued or
+    running."""
+
+    code = "too_many_trainings"
+
+
 class NotFound(VoicePocketError):
     """Nothing the caller may see has that id (another owner's private things included)."""
 
@@ -155,6 +195,18 @@ class VoiceExists(Conflict):
     """The owner already has a voice with that slug."""
 
     code = "voice_exists"
+
+
+class VoiceNotReady(Conflict):
+    """A trained voice that has never finished a training has nothing to speak with."""
+
+    code = "voice_not_ready"
+
+
+class TrainingBusy(Conflict):
+    """The voice's training is queued or running: wait for it, or cancel it."""
+
+    code = "training_busy"
 
 
 class CapacityError(RetryLater):
@@ -191,6 +243,15 @@ class StoreKeyError(VoicePocketError):
     status = 500
     type = "server_error"
     code = "internal_error"
+
+
+class TrainingFailed(VoicePocketError):
+    """A training round that no retry would fix (the base does not load, it ran out of
+    time); the message is for the voice's owner."""
+
+    status = 500
+    type = "server_error"
+    code = "training_failed"
 
 
 class EngineError(VoicePocketError):

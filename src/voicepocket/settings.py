@@ -174,6 +174,82 @@ class Settings(BaseSettings):
     cluster_temp_dir: str = ""
     """Ray's temp dir when ``serve --cluster auto`` starts Ray itself; empty: Ray's own."""
 
+    # -- training a user's own voice ---------------------------------------------------
+
+    train_bases: dict[str, str] = Field(default_factory=dict)
+    """Default training base per language, a JSON map (``{"en": "en-base"}``) of names
+    ``voicepocket bases add`` registered; a draft may name another base."""
+
+    train_worker: bool = True
+    """``voicepocket serve`` runs a training worker in its process (one training at a
+    time); off, trainings wait for a ``voicepocket train-worker``."""
+
+    train_min_seconds: float = Field(default=600.0, ge=0)
+    """Accepted speech a voice needs before it may train, in seconds. Ten minutes is the
+    low end of what coqui VITS fine-tunes are reported to need for a recognisable voice."""
+
+    train_max_steps: int = Field(default=10_000, ge=1)
+    """Most optimizer steps one training round takes."""
+
+    train_steps_per_minute: int = Field(default=300, ge=1)
+    """Steps per minute of accepted speech (the budget grows with the dataset, up to
+    ``train_max_steps``)."""
+
+    train_checkpoint_steps: int = Field(default=250, ge=1)
+    """A checkpoint (for resuming a killed training) every this many steps."""
+
+    train_batch_size: int = Field(default=8, ge=1)
+    """Clips per training step."""
+
+    train_learning_rate: float = Field(default=5e-5, gt=0)
+    """Learning rate of both VITS optimizers when fine-tuning (coqui's recipes train from
+    scratch at 2e-4; a fine-tune moves a trained base, so a lower rate)."""
+
+    train_seed: int = 54321
+    """Seed of a training run (coqui's default); runs on the same data repeat."""
+
+    train_threads: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 2) - 1), ge=1)
+    """torch threads of a CPU training (the default leaves a core to serving); it also runs
+    at idle priority."""
+
+    train_gpus: float = Field(default=0.0, ge=0)
+    """In a cluster, GPUs a training task asks Ray for (0: CPUs set apart from the voice
+    workers)."""
+
+    trainings_per_owner: int = Field(default=1, ge=1)
+    """Trainings one owner may have queued or running at once; past it, 429."""
+
+    train_max_crashes: int = Field(default=3, ge=1)
+    """A training whose process dies this many times ends ``failed``."""
+
+    train_timeout_s: float = Field(default=6 * 3600.0, gt=0)
+    """Longest one training round may run before it is stopped and failed, in seconds."""
+
+    sample_min_rate: int = Field(default=16_000, ge=8_000)
+    """Lowest sample rate a recording may have, in Hertz (below it, consonants are gone)."""
+
+    sample_min_s: float = Field(default=1.0, gt=0)
+    """Shortest speech a sample may hold once silence is trimmed, in seconds."""
+
+    sample_max_s: float = Field(default=20.0, gt=0)
+    """Longest speech a sample may hold, in seconds (VITS trains on clips up to ~20 s)."""
+
+    sample_clipped_share: float = Field(default=0.001, gt=0, le=1)
+    """Share of samples at full scale past which a recording counts as clipped (0.1%:
+    one sample in a thousand pinned at the rail is audible distortion)."""
+
+    sample_min_snr_db: float = Field(default=15.0)
+    """Least ratio of speech energy to the recording's quietest frames, in dB (under 15 dB
+    a trained voice learns the room's noise)."""
+
+    sample_loudness_lufs: float = Field(default=-23.0, le=0)
+    """Loudness every accepted sample is normalized to (EBU R128's -23 LUFS)."""
+
+    sample_max_wer: float = Field(default=0.5, ge=0)
+    """English: word error rate between the recognizer's transcript and the text read past
+    which a sample is ``text_mismatch`` (tiny.en mishears a word in ten on clean speech;
+    half the words wrong is another sentence)."""
+
     @model_validator(mode="after")
     def _fill_defaults_under_home(self) -> Settings:
         home = self.home.expanduser()

@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import Protocol
 
 from voicepocket.chunks import AudioChunk, SynthesisParams
-from voicepocket.errors import TextTooLong
+from voicepocket.errors import TextTooLong, VoiceNotReady
 from voicepocket.pool import PoolStats, VoicePool
 from voicepocket.registry import Registry, VoiceRecord
 from voicepocket.settings import Settings
@@ -56,7 +56,14 @@ def resolve_speakable(
     (``None``: no limit): what every ``SpeechSource`` checks first."""
     if limit is not None and len(text) > limit:
         raise TextTooLong(f"Input is {len(text)} characters; the limit is {limit}.", param="input")
-    return registry.voices.resolve(voice, caller=caller)
+    record = registry.voices.resolve(voice, caller=caller)
+    if not record.ready:
+        raise VoiceNotReady(
+            f"Voice {record.ref} has not finished training yet; it speaks once its "
+            "training is ready.",
+            param="voice",
+        )
+    return record
 
 
 class SpeechStream(Protocol):

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from voicepocket import __version__
 from voicepocket.admission import Admission, AdmissionControl, FairScheduler
-from voicepocket.api import error_handlers, jobs, ops, page, speech, syntheses, voices
+from voicepocket.api import error_handlers, jobs, ops, page, speech, syntheses, training, voices
 from voicepocket.api.middleware import RequestContext
 from voicepocket.api.state import Lifecycle, Services
 from voicepocket.cache import OutputCache
@@ -25,6 +25,8 @@ from voicepocket.metrics import Metrics
 from voicepocket.settings import Settings
 from voicepocket.store import ObjectStore, StorageOptions
 from voicepocket.synthesizer import Synthesizer
+from voicepocket.training.service import VoiceTraining
+from voicepocket.training.worker import TrainingWorker
 
 
 def create_app(
@@ -47,12 +49,17 @@ def create_app(
             lease_s=settings.job_lease_s,
         )
         runner.start()
+        trainer = TrainingWorker(services.engine) if settings.train_worker else None
+        if trainer is not None:
+            trainer.start()
         services.lifecycle = Lifecycle.READY
         try:
             yield
         finally:
             services.lifecycle = Lifecycle.DRAINING
             await run_in_threadpool(runner.stop)
+            if trainer is not None:
+                await run_in_threadpool(trainer.stop)
             await run_in_threadpool(services.engine.close)
 
     app = FastAPI(
@@ -62,7 +69,8 @@ def create_app(
         lifespan=lifespan,
     )
     error_handlers.install(app)
-    for module in (speech, syntheses, jobs, voices, ops, page):
+    # training before voices: its /v1/voices/... routes would be swallowed by voice_id:path
+    for module in (speech, syntheses, jobs, training, voices, ops, page):
         app.include_router(module.router)
     app.mount("/static", page.static_files, name="static")
     app.add_middleware(RequestContext, upload_limit=2 * settings.max_upload_bytes + 1024**2)
@@ -113,4 +121,5 @@ def build_services(
         archive=engine.archive,
         metrics=metrics,
         cache=cache,
+        training=VoiceTraining(engine),
     )

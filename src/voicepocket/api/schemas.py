@@ -74,6 +74,26 @@ class SynthesisOut(BaseModel):
     created_at: datetime
 
 
+class TrainingOut(BaseModel):
+    """Where a trained voice's training is."""
+
+    state: Literal["draft", "queued", "training", "compiling", "ready", "failed", "cancelled"]
+    step: int
+    steps: int
+    loss: float | None = Field(description="Mel-spectrogram L1 loss on the training clips, "
+                               "averaged over the epoch.")
+    eval_loss: float | None = Field(description="The same on the held-out clips, at the last "
+                                    "evaluation (once per epoch).")
+    eta_s: float | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    message: str | None
+    base: str
+    language: str
+    rounds: int = Field(description="Rounds finished: from the first, a new round continues "
+                        "from the last one's checkpoint.")
+
+
 class VoiceOut(BaseModel):
     id: str = Field(description="owner/slug")
     object: Literal["voice"] = "voice"
@@ -81,10 +101,57 @@ class VoiceOut(BaseModel):
     slug: str
     kind: str
     public: bool
+    ready: bool = Field(description="Whether it can speak (a trained voice's draft cannot).")
     sample_rate: int
     resident_bytes: int
     model_sha256: str
     created_at: datetime
+    dataset_duration_s: float | None = Field(
+        default=None, description="Trained voices: seconds of accepted speech."
+    )
+    training: TrainingOut | None = Field(default=None, description="Trained voices only.")
+
+
+class TrainedVoiceCreate(BaseModel):
+    """``POST /v1/voices/trained``: a draft of a voice trained from your recordings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    slug: str = Field(max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    language: Literal["en", "ko"]
+    base: str | None = Field(default=None, max_length=64,
+                             description="A training base; default: the server's for the "
+                             "language.")  # fmt: skip
+    public: bool = False
+
+
+class SampleOut(BaseModel):
+    id: str
+    object: Literal["voice.sample"] = "voice.sample"
+    kind: Literal["sample", "consent"]
+    text: str
+    prompt_id: str | None
+    duration_s: float
+    problems: list[str] = Field(default_factory=list,
+                                description="Always empty for an accepted sample.")  # fmt: skip
+    created_at: datetime
+
+
+class SamplesOut(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[SampleOut]
+    dataset_duration_s: float
+
+
+class PromptOut(BaseModel):
+    id: str
+    text: str
+
+
+class PromptsOut(BaseModel):
+    language: str
+    consent: str = Field(description="The sentence a user reads to consent.")
+    prompts: list[PromptOut]
 
 
 class VoicePatch(BaseModel):

@@ -13,6 +13,7 @@ from voicepocket.metrics import Metrics
 from voicepocket.settings import Settings
 from voicepocket.speech import Residency
 from voicepocket.synthesizer import Synthesizer
+from voicepocket.training.service import VoiceTraining
 
 
 class Lifecycle(enum.Enum):
@@ -55,5 +56,7 @@ class Services:
     """Stored syntheses: audio objects and their records."""
     metrics: Metrics
     cache: OutputCache
+    training: VoiceTraining
+    """A user's own voices: drafts, samples, consent, training."""
     lifecycle: Lifecycle = Lifecycle.STARTING
     in_flight: InFlight = field(default_factory=InFlight)

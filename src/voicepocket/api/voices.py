@@ -13,6 +13,7 @@ from starlette.datastructures import UploadFile
 from voicepocket.api.deps import Caller, ServicesDep
 from voicepocket.api.schemas import ListOf, VoiceOut, VoicePatch
 from voicepocket.api.speech import ERRORS
+from voicepocket.api.training import voice_out
 from voicepocket.errors import InvalidVoiceFiles, RequestError, VoiceNotFound
 from voicepocket.registry import VoiceRecord
 from voicepocket.registry.ids import check_name
@@ -52,17 +53,7 @@ UPLOAD_NAMES = {"piper": ("model.onnx", "model.onnx.json"), "coqui": ("model.pth
 
 
 def _out(record: VoiceRecord) -> VoiceOut:
-    return VoiceOut(
-        id=record.ref,
-        owner=record.owner,
-        slug=record.slug,
-        kind=record.kind,
-        public=record.public,
-        sample_rate=record.sample_rate,
-        resident_bytes=record.cost_bytes,
-        model_sha256=record.model_sha256,
-        created_at=record.created_at,
-    )
+    return voice_out(record)
 
 
 @router.get("")
@@ -138,10 +129,13 @@ def _own(services: ServicesDep, voice_id: str, owner: str) -> VoiceRecord:
 @router.get("/{voice_id:path}")
 async def get_voice(voice_id: str, owner: Caller, services: ServicesDep) -> VoiceOut:
     """One voice the caller may use."""
-    record = await run_in_threadpool(
-        lambda: services.engine.registry.voices.resolve(voice_id, caller=owner)
-    )
-    return _out(record)
+    def describe() -> VoiceOut:
+        record = services.engine.registry.voices.resolve(voice_id, caller=owner)
+        if record.owner != owner or services.training.training_of(record) is None:
+            return voice_out(record)  # someone else's training is not theirs to see
+        return voice_out(record, services.training.describe(record))
+
+    return await run_in_threadpool(describe)
 
 
 @router.patch("/{voice_id:path}")

@@ -1,7 +1,8 @@
 """The :class:`Registry`: one object over the registry's database for the engine to hold.
 
 Owns wiring, and nothing else: one session factory over the database, handed to the voice,
-key, synthesis and job registries (``voices``, ``keys``, ``syntheses``, ``jobs``), and schema
+key, synthesis, job and training registries (``voices``, ``keys``, ``syntheses``,
+``jobs``, ``training``), and schema
 migration (``database``).
 """
 
@@ -17,6 +18,7 @@ from voicepocket.registry.jobs import JobRegistry
 from voicepocket.registry.keys import KeyRegistry
 from voicepocket.registry.repository import ModelRepository
 from voicepocket.registry.syntheses import SynthesisRegistry
+from voicepocket.registry.training import TrainingRegistry
 from voicepocket.registry.voices import VoiceRegistry
 
 
@@ -50,6 +52,7 @@ class Registry:
         self.keys = KeyRegistry(sessions)
         self.syntheses = SynthesisRegistry(sessions)
         self.jobs = JobRegistry(sessions)
+        self.training = TrainingRegistry(sessions)
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration (idempotent)."""

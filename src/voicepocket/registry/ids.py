@@ -11,6 +11,11 @@ NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 """What owner names and slugs match; nothing else a user sends reaches a path or key."""
 
 
+RESERVED = frozenset({"prompts", "trained", "bases", "training"})
+"""Names no owner or slug may take: route segments (``/v1/voices/prompts``,
+``/v1/voices/trained``) and storage prefixes (``bases/``, ``{owner}/{slug}/training/``)."""
+
+
 def check_name(name: str, *, param: str) -> str:
     """``name`` if it is a valid owner name or slug, else ``InvalidVoiceId``."""
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
@@ -19,6 +24,8 @@ def check_name(name: str, *, param: str) -> str:
             "'_' and '-', starting with a letter or digit).",
             param=param,
         )
+    if name in RESERVED:
+        raise InvalidVoiceId(f"{param} {name!r} is reserved; choose another.", param=param)
     return name
 
 

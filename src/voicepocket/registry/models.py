@@ -107,3 +107,53 @@ class JobRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class BaseRow(Base):
+    __tablename__ = "bases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    language: Mapped[str] = mapped_column(String(8))
+    files_key: Mapped[str] = mapped_column(String(256))
+    checkpoint_sha256: Mapped[str] = mapped_column(String(64))
+    sample_rate: Mapped[int] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TrainingRow(Base):
+    __tablename__ = "trainings"
+
+    voice_id: Mapped[str] = mapped_column(
+        ForeignKey("voices.id", ondelete="CASCADE"), primary_key=True
+    )
+    owner: Mapped[str] = mapped_column(String(64), index=True)
+    language: Mapped[str] = mapped_column(String(8))
+    base: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    step: Mapped[int] = mapped_column(default=0)
+    steps: Mapped[int] = mapped_column(default=0)
+    loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    eval_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    eta_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    crashes: Mapped[int] = mapped_column(default=0)
+    rounds: Mapped[int] = mapped_column(default=0)
+    run_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class SampleRow(Base):
+    __tablename__ = "samples"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    voice_id: Mapped[str] = mapped_column(ForeignKey("voices.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    text: Mapped[str] = mapped_column(Text)
+    prompt_id: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    duration_s: Mapped[float] = mapped_column(Float)
+    storage_key: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

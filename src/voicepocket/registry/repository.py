@@ -1,6 +1,8 @@
 """The model repository: registered voices' files in object storage, cached locally.
 
-Layout: ``{owner}/{slug}/{sha256[:16]}/voice.onnx`` and ``voice.onnx.json``. The prefix
+Layout: ``{owner}/{slug}/{sha256[:16]}/voice.onnx`` and ``voice.onnx.json``; a trained
+voice's samples and checkpoints under ``{owner}/{slug}/training/``; training bases under
+``bases/{name}/`` (``bases`` is a reserved owner name). The prefix
 changes whenever the model changes, so a replaced voice never shadows its old bytes.
 
 On a local repository the files are loaded in place. On a remote one (``gs://``,
@@ -45,6 +47,12 @@ def sha256_of(path: Path) -> str:
         while block := source.read(_BLOCK):
             digest.update(block)
     return digest.hexdigest()
+
+
+def training_prefix(owner: str, slug: str) -> str:
+    """Where a trained voice's samples and checkpoints live: beside its versions, whose
+    prefixes are 16 hex digits, never ``training``."""
+    return f"{owner}/{slug}/training"
 
 
 def _blocks(path: Path) -> Iterator[bytes]:

@@ -29,7 +29,13 @@ from voicepocket.errors import (
 )
 from voicepocket.registry.ids import VoiceRef, check_name
 from voicepocket.registry.models import OwnerRow, VoiceRow, utcnow
-from voicepocket.registry.repository import CONFIG_NAME, MODEL_NAME, ModelRepository, sha256_of
+from voicepocket.registry.repository import (
+    CONFIG_NAME,
+    MODEL_NAME,
+    ModelRepository,
+    sha256_of,
+    training_prefix,
+)
 from voicepocket.voices import backend, convert_files
 from voicepocket.voices.probe import probe_voice
 
@@ -80,6 +86,11 @@ class VoiceRecord:
     def ref(self) -> str:
         """``owner/slug``."""
         return f"{self.owner}/{self.slug}"
+
+    @property
+    def ready(self) -> bool:
+        """Whether it has a model to speak with (a trained voice's draft has none)."""
+        return bool(self.model_key)
 
     @property
     def pool_key(self) -> str:
@@ -174,7 +185,7 @@ class VoiceRegistry:
             previous = self._record(row, replace=replace)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        if previous is not None and previous.model_key != model_key:
+        if previous is not None and previous.ready and previous.model_key != model_key:
             self.models.delete(previous.model_key)
         _LOGGER.info("Registered voice %s/%s (%d MB resident)", owner, slug, row.cost_bytes >> 20)
         return VoiceRecord.of(row)
@@ -258,6 +269,14 @@ class VoiceRegistry:
         )
         return session.scalars(query).first()
 
+    def resolve_id(self, voice_id: str) -> VoiceRecord:
+        """The voice with opaque id ``voice_id`` (for the operator's own workers)."""
+        with self._sessions() as session:
+            row = session.get(VoiceRow, voice_id)
+        if row is None:
+            raise VoiceNotFound(f"Voice {voice_id[:40]} not found.", param="voice")
+        return VoiceRecord.of(row)
+
     def list_voices(self, *, caller: str | None) -> list[VoiceRecord]:
         """The caller's voices and every public one (all voices for ``None``)."""
         query = select(VoiceRow).order_by(VoiceRow.owner, VoiceRow.slug)
@@ -282,7 +301,9 @@ class VoiceRegistry:
             if row is None:
                 raise VoiceNotFound(f"Voice {record.ref} not found.", param="voice")
             session.delete(row)
-        self.models.delete(record.model_key)
+        if record.ready:
+            self.models.delete(record.model_key)
+        self.models.objects.delete(training_prefix(record.owner, record.slug))
 
     def model_path(self, record: VoiceRecord) -> Path:
         """A local path to load the voice from."""

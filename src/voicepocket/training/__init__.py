@@ -1,0 +1,1 @@
+"""A user's own voice, from recordings to a trained, registered voice."""
