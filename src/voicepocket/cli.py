@@ -285,8 +285,8 @@ def bases_add(
 
     with _operator() as engine:
         base = add_base(
-            engine.registry, name=name, language=language, checkpoint=checkpoint,
-            config=config, coqui_python=engine.settings.coqui_python,
+            engine.registry, name=name, language=language, checkpoint=checkpoint.resolve(),
+            config=config.resolve(), coqui_python=engine.settings.coqui_python,
             work_dir=engine.settings.home / "tmp",
         )  # fmt: skip
     typer.echo(f"added base {base.name} ({base.language}, {base.sample_rate} Hz)")
