@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,9 @@ import pytest
 from voicepocket.settings import Settings
 
 if TYPE_CHECKING:
+    from server import Server
+    from training_support import Joe
+
     from voicepocket.engine import Engine
 
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -76,3 +80,39 @@ def postgres_url() -> Iterator[str]:
     finally:
         with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def training_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A real service that trains voices (``training_support.TRAINING_SETTINGS``), with the
+    tests' tiny coqui base (built while the server starts) registered by the CLI as
+    ``tiny``, the default base for English. Shared by the training and web tests."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from coqui_support import run_coqui
+    from server import VOICEPOCKET, start_server
+    from training_support import TRAINING_SETTINGS
+
+    with ThreadPoolExecutor(1) as pool:
+        built = pool.submit(run_coqui, "base", str(tmp_path_factory.mktemp("base") / "tiny"))
+        running = start_server(tmp_path_factory.mktemp("training") / "home", **TRAINING_SETTINGS)
+        try:
+            model, config = built.result()
+            subprocess.run(
+                [*VOICEPOCKET, "bases", "add", model, config, "--name", "tiny",
+                 "--language", "en"],
+                env=running.env, check=True, capture_output=True, timeout=300,
+            )  # fmt: skip
+        except BaseException:
+            running.stop()
+            raise
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def joe() -> Joe:
+    """Recordings read by the bundled voice."""
+    from training_support import Joe
+
+    return Joe()

@@ -7,19 +7,16 @@ and refuse the same recording offered for the next sentence."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import soundfile as sf
-from coqui_support import run_coqui
 from playwright.sync_api import Browser, Page, expect, sync_playwright
-from server import VOICEPOCKET, Server, start_server
-from training_support import TRAINING_SETTINGS, Joe, wav
+from server import Server
+from training_support import Joe, wav
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "web"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -31,29 +28,6 @@ PAD_S = 0.5
 
 
 @pytest.fixture(scope="module")
-def training_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """As ``tests/training/conftest.py``'s (which this directory cannot see): a server with
-    the tests' tiny coqui base registered as ``tiny``, the default for English."""
-    with ThreadPoolExecutor(1) as pool:  # build the base while the server starts
-        built = pool.submit(run_coqui, "base", str(tmp_path_factory.mktemp("base") / "tiny"))
-        running = start_server(tmp_path_factory.mktemp("create-voice") / "home",
-                               **TRAINING_SETTINGS)  # fmt: skip
-        try:
-            model, config = built.result()
-        except BaseException:
-            running.stop()
-            raise
-    try:
-        subprocess.run(
-            [*VOICEPOCKET, "bases", "add", model, config, "--name", "tiny", "--language", "en"],
-            env=running.env, check=True, capture_output=True, timeout=300,
-        )  # fmt: skip
-        yield running
-    finally:
-        running.stop()
-
-
-@pytest.fixture(scope="module")
 def prompts(training_server: Server) -> dict[str, Any]:
     response = httpx.get(f"{training_server.url}/v1/voices/prompts", params={"language": "en"})
     assert response.status_code == 200, response.text
@@ -62,12 +36,14 @@ def prompts(training_server: Server) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def microphone(tmp_path_factory: pytest.TempPathFactory, prompts: dict[str, Any]) -> Path:
+def microphone(
+    tmp_path_factory: pytest.TempPathFactory, prompts: dict[str, Any], joe: Joe
+) -> Path:
     """Joe reading the first English prompt: 22.05 kHz mono 16-bit PCM, 0.5 s of silence
     either side (what Chromium's fake capture device plays)."""
     first = prompts["prompts"][0]
     path = tmp_path_factory.mktemp("microphone") / "first-prompt.wav"
-    path.write_bytes(wav(Joe().read(first["text"], pad_s=PAD_S)))
+    path.write_bytes(wav(joe.read(first["text"], pad_s=PAD_S)))
     return path
 
 

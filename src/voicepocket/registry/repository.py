@@ -55,7 +55,8 @@ def training_prefix(owner: str, slug: str) -> str:
     return f"{owner}/{slug}/training"
 
 
-def _blocks(path: Path) -> Iterator[bytes]:
+def file_blocks(path: Path) -> Iterator[bytes]:
+    """A file's bytes in 1 MiB blocks, for ``ObjectStore.put``."""
     with path.open("rb") as source:
         while block := source.read(_BLOCK):
             yield block
@@ -82,8 +83,8 @@ class ModelRepository:
         remote repository the files also go into the local cache, so the first load after
         registration need not download what was just uploaded."""
         try:
-            self.objects.put(f"{model_key}/{MODEL_NAME}", _blocks(model_file))
-            self.objects.put(f"{model_key}/{CONFIG_NAME}", _blocks(config_file))
+            self.objects.put(f"{model_key}/{MODEL_NAME}", file_blocks(model_file))
+            self.objects.put(f"{model_key}/{CONFIG_NAME}", file_blocks(config_file))
         except BaseException:
             self.delete(model_key)
             raise

@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -223,13 +223,6 @@ class TrainingRegistry:
             session.delete(row)
         return sample
 
-    def dataset_seconds(self, voice_id: str) -> float:
-        query = select(func.coalesce(func.sum(SampleRow.duration_s), 0.0)).where(
-            SampleRow.voice_id == voice_id, SampleRow.kind == "sample"
-        )
-        with self._sessions() as session:
-            return float(session.scalar(query) or 0.0)
-
     # -- the queue -------------------------------------------------------------------
 
     def request(self, voice_id: str, *, per_owner: int) -> Training:
@@ -372,10 +365,3 @@ class TrainingRegistry:
                 .values(state=TrainingState.QUEUED.value, worker=None)
             )
             return int(result.rowcount)  # type: ignore[attr-defined]
-
-    def forget(self, voice_id: str) -> None:
-        """Remove a voice's training and sample rows (the voice row's cascade does it too;
-        this is for a backend without enforced foreign keys)."""
-        with self._sessions.begin() as session:
-            session.execute(delete(SampleRow).where(SampleRow.voice_id == voice_id))
-            session.execute(delete(TrainingRow).where(TrainingRow.voice_id == voice_id))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -20,9 +19,9 @@ from voicepocket.errors import RequestError
 from voicepocket.registry import Registry
 from voicepocket.registry.ids import check_name
 from voicepocket.registry.models import utcnow
-from voicepocket.registry.repository import sha256_of
+from voicepocket.registry.repository import file_blocks, sha256_of
 from voicepocket.registry.training import BaseModel
-from voicepocket.training.files import base_key, blocks, download
+from voicepocket.training.files import base_key, download
 from voicepocket.training.prompts import LANGUAGES
 from voicepocket.voices import CoquiVoice
 from voicepocket.voices.coqui_config import CoquiManifest
@@ -30,15 +29,6 @@ from voicepocket.voices.coqui_config import CoquiManifest
 CHECKPOINT = "model.pth"
 CONFIG = "config.json"
 MANIFEST = "voice.onnx.json"
-
-
-@dataclass(frozen=True, slots=True)
-class BaseFiles:
-    """A base's files on local disk."""
-
-    checkpoint: Path
-    config: Path
-    manifest: CoquiManifest
 
 
 def add_base(
@@ -62,28 +52,41 @@ def add_base(
             checkpoint, config, out_dir=staging / "compiled", python=coqui_python
         )
         manifest = CoquiManifest.read(manifest_path)
-        key = f"{base_key(name)}/{sha256_of(checkpoint)[:16]}"
+        checkpoint_sha = sha256_of(checkpoint)
+        key = f"{base_key(name)}/{checkpoint_sha[:16]}"
         objects = registry.models.objects
         for source, target in ((checkpoint, CHECKPOINT), (config, CONFIG),
                                (manifest_path, MANIFEST)):  # fmt: skip
-            objects.put(f"{key}/{target}", blocks(source))
+            objects.put(f"{key}/{target}", file_blocks(source))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     base = BaseModel(
         name=name, language=language, files_key=key,
-        checkpoint_sha256=sha256_of(checkpoint), sample_rate=manifest.sample_rate,
+        checkpoint_sha256=checkpoint_sha, sample_rate=manifest.sample_rate,
         created_at=utcnow(),
     )  # fmt: skip
     return registry.training.add_base(base)
 
 
-def base_files(registry: Registry, base: BaseModel, *, cache_dir: Path) -> BaseFiles:
-    """The base's files, fetched once into ``cache_dir`` (keyed by the checkpoint's hash)."""
-    folder = cache_dir / base.checkpoint_sha256
-    for name in (CHECKPOINT, CONFIG, MANIFEST):
-        if not (folder / name).exists():
-            download(registry.models.objects, f"{base.files_key}/{name}", folder / name)
-    return BaseFiles(folder / CHECKPOINT, folder / CONFIG, _manifest(folder / MANIFEST))
+def _fetched(registry: Registry, base: BaseModel, name: str, cache_dir: Path) -> Path:
+    """One of the base's files, fetched once into ``cache_dir`` (keyed by the checkpoint's
+    hash)."""
+    path = cache_dir / base.checkpoint_sha256 / name
+    if not path.exists():
+        download(registry.models.objects, f"{base.files_key}/{name}", path)
+    return path
+
+
+def base_checkpoint(registry: Registry, base: BaseModel, *, cache_dir: Path) -> tuple[Path, Path]:
+    """The base's checkpoint and config on local disk, to train from."""
+    return (_fetched(registry, base, CHECKPOINT, cache_dir),
+            _fetched(registry, base, CONFIG, cache_dir))  # fmt: skip
+
+
+def base_manifest(registry: Registry, base: BaseModel, *, cache_dir: Path) -> CoquiManifest:
+    """What the base's tokenizer says (for the sample checks): its manifest alone, never
+    the checkpoint."""
+    return _manifest(_fetched(registry, base, MANIFEST, cache_dir))
 
 
 @cache

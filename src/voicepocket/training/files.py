@@ -10,19 +10,10 @@ next round starts). Bases live under ``bases/{name}/``. Deleting a voice deletes
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 from voicepocket.registry.repository import training_prefix
 from voicepocket.store import ObjectStore
-
-_BLOCK = 1024 * 1024
-
-
-def blocks(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as source:
-        while block := source.read(_BLOCK):
-            yield block
 
 
 def download(objects: ObjectStore, key: str, target: Path) -> Path:

@@ -26,7 +26,7 @@ from voicepocket.errors import (
 from voicepocket.registry import VoiceRecord
 from voicepocket.registry.training import BaseModel, Sample, Training, TrainingRegistry
 from voicepocket.store import ObjectStore
-from voicepocket.training.bases import base_files, unsayable
+from voicepocket.training.bases import base_manifest, unsayable
 from voicepocket.training.checks import CheckedSample, Recognizer, SampleLimits, check_sample
 from voicepocket.training.files import VoiceFiles
 from voicepocket.training.prompts import LANGUAGES, prompt_set
@@ -86,10 +86,10 @@ class VoiceTraining:
         if chosen.language != language:
             raise RequestError(f"Base {name} is for {chosen.language!r}, not {language!r}.",
                                param="base")  # fmt: skip
-        record, _ = self._trainings.create_draft(
+        record, training = self._trainings.create_draft(
             owner=owner, slug=slug, language=language, base=chosen, public=public
         )
-        return self.describe(record)
+        return self._trained(record, training)
 
     def own(self, voice: str, owner: str) -> tuple[VoiceRecord, Training]:
         """The caller's trained voice ``voice``; anything else is ``VoiceNotFound``."""
@@ -100,10 +100,12 @@ class VoiceTraining:
                                 param="voice")  # fmt: skip
         return record, training
 
-    def describe(self, record: VoiceRecord) -> TrainedVoice:
+    def describe(self, record: VoiceRecord) -> TrainedVoice | None:
+        """The voice with its training, or ``None`` for a voice that was uploaded."""
         training = self._trainings.get(record.id)
-        if training is None:
-            raise VoiceNotFound(f"Voice {record.ref} is not a trained voice.", param="voice")
+        return None if training is None else self._trained(record, training)
+
+    def _trained(self, record: VoiceRecord, training: Training) -> TrainedVoice:
         samples = self._trainings.samples(record.id, kind=None)
         return TrainedVoice(
             record=record,
@@ -112,9 +114,6 @@ class VoiceTraining:
             samples=sum(1 for s in samples if s.kind == SAMPLE),
             consent=any(s.kind == CONSENT for s in samples),
         )
-
-    def training_of(self, record: VoiceRecord) -> Training | None:
-        return self._trainings.get(record.id)
 
     # -- samples ---------------------------------------------------------------------
 
@@ -164,7 +163,7 @@ class VoiceTraining:
     def _base_manifest(self, name: str) -> CoquiManifest:
         base: BaseModel = self._trainings.base(name)
         cache = self.settings.home / "cache" / "bases"
-        return base_files(self.engine.registry, base, cache_dir=cache).manifest
+        return base_manifest(self.engine.registry, base, cache_dir=cache)
 
     def _keep(
         self, record: VoiceRecord, kind: str, text: str, prompt_id: str | None,
@@ -189,8 +188,7 @@ class VoiceTraining:
 
     def request(self, *, owner: str, voice: str) -> TrainedVoice:
         """Queue a training round (202): needs consent and enough speech."""
-        record, _ = self.own(voice, owner)
-        described = self.describe(record)
+        described = self._trained(*self.own(voice, owner))
         if not described.consent:
             raise TrainingRefused(
                 "Record the consent sentence first (POST .../consent).", code="consent_missing"
@@ -203,13 +201,13 @@ class VoiceTraining:
                 "(and two samples): record more prompts.",
                 code="dataset_too_small",
             )
-        self._trainings.request(record.id, per_owner=self.settings.trainings_per_owner)
-        return self.describe(record)
+        record = described.record
+        queued = self._trainings.request(record.id, per_owner=self.settings.trainings_per_owner)
+        return self._trained(record, queued)
 
     def cancel(self, *, owner: str, voice: str) -> TrainedVoice:
         record, _ = self.own(voice, owner)
-        self._trainings.cancel(record.id)
-        return self.describe(record)
+        return self._trained(record, self._trainings.cancel(record.id))
 
     def export(self, *, owner: str, voice: str) -> bytes:
         """A zip of the voice as served (``voice.onnx`` + ``voice.onnx.json``)."""

@@ -41,12 +41,13 @@ from typing import IO, Any
 
 from voicepocket.engine import Engine
 from voicepocket.errors import TrainingFailed, VoicePocketError
+from voicepocket.registry.repository import file_blocks
 from voicepocket.registry.training import Training, TrainingState
 from voicepocket.settings import Settings
-from voicepocket.training.bases import CONFIG, base_files
+from voicepocket.training.bases import CONFIG, base_checkpoint
 from voicepocket.training.coqui_train import EVENT_PREFIX, REFUSED
 from voicepocket.training.dataset import write_dataset
-from voicepocket.training.files import VoiceFiles, blocks, download
+from voicepocket.training.files import VoiceFiles, download
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ class TrainingWorker:
             "start_checkpoint": str(start), "base_config": str(config),
             "dataset": str(dataset.folder), "run_dir": str(run_dir),
             "train_clips": dataset.train_clips, "eval_clips": dataset.eval_clips,
-            "steps": self._budget(training.voice_id),
+            "steps": self._budget(sum(sample.duration_s for sample in samples)),
             "checkpoint_steps": self.settings.train_checkpoint_steps,
             "batch_size": self.settings.train_batch_size,
             "learning_rate": self.settings.train_learning_rate,
@@ -195,9 +196,9 @@ class TrainingWorker:
                 raise _Stopped
             _LOGGER.warning("Training process for %s died; resuming", training.voice_id)
 
-    def _budget(self, voice_id: str) -> int:
-        minutes = self.engine.registry.training.dataset_seconds(voice_id) / 60
-        budget = round(minutes * self.settings.train_steps_per_minute)
+    def _budget(self, speech_s: float) -> int:
+        """Steps for ``speech_s`` seconds of accepted speech, within the cap."""
+        budget = round(speech_s / 60 * self.settings.train_steps_per_minute)
         return max(1, min(self.settings.train_max_steps, budget))
 
     def _starting_point(
@@ -212,8 +213,7 @@ class TrainingWorker:
             return folder / "model.pth", folder / CONFIG
         base = self.engine.registry.training.base(training.base)
         cache = self.settings.home / "cache" / "bases"
-        found = base_files(self.engine.registry, base, cache_dir=cache)
-        return found.checkpoint, found.config
+        return base_checkpoint(self.engine.registry, base, cache_dir=cache)
 
     def _fetch_checkpoint(self, files: VoiceFiles, training: Training, run_dir: Path) -> None:
         """A round resumed where its run folder is missing continues from the store's copy
@@ -291,8 +291,8 @@ class TrainingWorker:
     ) -> None:
         objects = self.engine.registry.models.objects
         key = files.run(str(training.run_key))
-        objects.put(f"{key}/checkpoint.pth", blocks(path))
-        objects.put(f"{key}/{CONFIG}", blocks(path.parent / CONFIG))
+        objects.put(f"{key}/checkpoint.pth", file_blocks(path))
+        objects.put(f"{key}/{CONFIG}", file_blocks(path.parent / CONFIG))
         objects.put_bytes(f"{key}/state.json", json.dumps({"step": step}).encode())
 
     def _register(
@@ -305,8 +305,8 @@ class TrainingWorker:
             replace=True, prewarm=self._prewarm,
         )  # fmt: skip
         objects = self.engine.registry.models.objects
-        objects.put(f"{files.trained}/model.pth", blocks(best))
-        objects.put(f"{files.trained}/{CONFIG}", blocks(config))
+        objects.put(f"{files.trained}/model.pth", file_blocks(best))
+        objects.put(f"{files.trained}/{CONFIG}", file_blocks(config))
 
     def _clean(self, training: Training, files: VoiceFiles, work: Path) -> None:
         shutil.rmtree(work, ignore_errors=True)
