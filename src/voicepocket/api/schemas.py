@@ -109,6 +109,9 @@ class VoiceOut(BaseModel):
     dataset_duration_s: float | None = Field(
         default=None, description="Trained voices: seconds of accepted speech."
     )
+    consent: bool | None = Field(
+        default=None, description="Trained voices: whether a consent recording is accepted."
+    )
     training: TrainingOut | None = Field(default=None, description="Trained voices only.")
 
 

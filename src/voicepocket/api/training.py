@@ -80,6 +80,7 @@ def voice_out(record: VoiceRecord, trained: TrainedVoice | None = None) -> Voice
         resident_bytes=record.cost_bytes, model_sha256=record.model_sha256,
         created_at=record.created_at,
         dataset_duration_s=None if trained is None else trained.dataset_duration_s,
+        consent=None if trained is None else trained.consent,
         training=None if trained is None else training_out(trained.training),
     )  # fmt: skip
 

@@ -79,12 +79,11 @@ def build_config(spec: dict[str, Any], *, cuda: bool) -> Any:
 
     config = VitsConfig()
     config.from_dict(sanitized(read_json(Path(spec["base_config"]), param="config")))
-    dataset = Path(spec["dataset"])
+    language = config.datasets[0].language if config.datasets else ""
     config.datasets = [
         BaseDatasetConfig(
-            formatter="ljspeech", path=str(dataset), meta_file_train="metadata_train.csv",
-            meta_file_val="metadata_eval.csv", language=config.datasets[0].language
-            if config.datasets else "",
+            formatter="ljspeech", path=spec["dataset"], meta_file_train="metadata_train.csv",
+            meta_file_val="metadata_eval.csv", language=language,
         )
     ]  # fmt: skip
     steps_per_epoch = math.ceil(spec["train_clips"] / spec["batch_size"])
@@ -151,7 +150,17 @@ def train(spec: dict[str, Any]) -> None:
             path = trainer.output_path / f"checkpoint_{saved}.pth"
             emit("checkpoint", step=saved, path=str(path))
 
+    saved_rng: list[Any] = []
+
+    def before_eval(trainer: Any) -> None:
+        # VITS evaluates random slices of each clip; the same slices every time make one
+        # evaluation comparable with the next.
+        saved_rng.append(torch.get_rng_state())
+        torch.manual_seed(spec["seed"])
+
     def on_epoch_end(trainer: Any) -> None:
+        if saved_rng:
+            torch.set_rng_state(saved_rng.pop())
         if trainer.keep_avg_eval is not None:
             averages = trainer.keep_avg_eval.avg_values
             emit("eval", step=trainer.total_steps_done, loss_mel=averages.get("avg_loss_mel"))
@@ -160,7 +169,8 @@ def train(spec: dict[str, Any]) -> None:
         trainer = Trainer(
             args, config, str(run_dir), model=model, train_samples=train_samples,
             eval_samples=eval_samples, parse_command_line_args=False,
-            callbacks={"on_train_step_end": on_step, "on_epoch_end": on_epoch_end},
+            callbacks={"on_train_step_end": on_step, "on_train_epoch_end": before_eval,
+                       "on_epoch_end": on_epoch_end},
         )  # fmt: skip
     except (RuntimeError, KeyError, ValueError) as exc:
         refuse(f"The training could not start from its checkpoint: {exc}"[:500])

@@ -517,7 +517,7 @@ async function openDraft(voice) {
   const samples = await (await api(`${voicePath(voice.id)}/samples`)).json();
   own.recorded = new Set(samples.data.filter((s) => s.kind === "sample" && s.prompt_id)
     .map((s) => s.prompt_id));
-  own.consent = samples.data.some((s) => s.kind === "consent");
+  own.consent = Boolean(voice.consent);
   own.index = nextPrompt(0);
   const resumed = voice.training.state !== "draft" || samples.data.length > 0;
   $("create-language").value = language;
@@ -525,9 +525,7 @@ async function openDraft(voice) {
     ? `Carrying on with your voice ${voice.id}.`
     : `Draft ${voice.id} created: record the consent sentence and some sentences.`;
   $("consent-text").textContent = own.prompts.consent;
-  $("consent-state").textContent = own.consent
-    ? "Recorded."
-    : (resumed ? "Record it if you have not yet: training needs it." : "Not recorded yet.");
+  $("consent-state").textContent = own.consent ? "Recorded." : "Not recorded yet.";
   $("prompt-count").textContent = String(own.prompts.prompts.length);
   showResult(null);
   $("create-steps").hidden = false;
