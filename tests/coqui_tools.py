@@ -1,6 +1,7 @@
 """coqui-tts side of the coqui tests and of ``bench/seed.py``; runs in the coqui environment.
 
     python tests/coqui_tools.py build OUT [--full]   checkpoints saved as coqui's trainer does
+    python tests/coqui_tools.py base OUT [--full]    a training base (tiny, or full-size)
     python tests/coqui_tools.py reference JOBS.json   coqui's ids and Synthesizer.tts audio
     python tests/coqui_tools.py tokenize JOBS.json    our manifest + coqui's ids per config
     python tests/coqui_tools.py unsafe-load PTH       torch.load(weights_only=False): proves
@@ -89,10 +90,11 @@ def tiny_base_config() -> VitsConfig:
                       add_blank=True, text_cleaner="english_cleaners")  # fmt: skip
 
 
-def build_base(out: Path) -> list[str]:
-    """A tiny English training base, saved as coqui's trainer saves (discriminator too)."""
+def build_base(out: Path, *, full: bool = False) -> list[str]:
+    """A tiny English training base (``full``: coqui's full-size VITS at 22.05 kHz, for the
+    bench), saved as coqui's trainer saves (discriminator too)."""
     torch.manual_seed(7)
-    model = Vits.init_from_config(tiny_base_config())
+    model = Vits.init_from_config(vits_config("en", full=True) if full else tiny_base_config())
     return [str(p) for p in save_checkpoint(model, out)]
 
 
@@ -198,14 +200,16 @@ def main() -> None:
     build_cmd = commands.add_parser("build")
     build_cmd.add_argument("out", type=Path)
     build_cmd.add_argument("--full", action="store_true")
-    commands.add_parser("base").add_argument("out", type=Path)
+    base_cmd = commands.add_parser("base")
+    base_cmd.add_argument("out", type=Path)
+    base_cmd.add_argument("--full", action="store_true")
     for name in ("reference", "tokenize", "unsafe-load"):
         commands.add_parser(name).add_argument("path", type=Path)
     args = parser.parse_args()
     if args.command == "build":
         result: Any = build(args.out, full=args.full)
     elif args.command == "base":
-        result = build_base(args.out)
+        result = build_base(args.out, full=args.full)
     elif args.command == "reference":
         reference(json.loads(args.path.read_text()))
         result = "ok"

@@ -6,6 +6,7 @@ same engine, acting as the local operator (who sees every voice).
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -367,7 +368,7 @@ def bench(
     ] = None,
     suite: Annotated[
         str,
-        typer.Option(help="bench/<suite>.py: core, api, jobs, seed, cluster."),
+        typer.Option(help="bench/<suite>.py: core, api, jobs, seed, cluster, train."),
     ] = "core",
 ) -> None:
     """Benchmark the engine against a Piper user's way (needs a source checkout: bench/).
@@ -386,7 +387,10 @@ def bench(
     if threads is not None:
         command += ["--threads", str(threads)]
     command += ctx.args
-    returncode = subprocess.run(command, cwd=root, check=False).returncode
+    # The suites drive real servers with the tests' helpers, on pytest's own pythonpath.
+    paths = [str(root / "tests"), str(root / "tests" / "api"), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+    returncode = subprocess.run(command, cwd=root, env=env, check=False).returncode
     if returncode != 0:
         raise typer.Exit(code=returncode)
 
