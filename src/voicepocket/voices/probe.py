@@ -41,7 +41,8 @@ class ProbeResult:
     """What the probe measured for one voice."""
 
     resident_bytes: int
-    """RSS growth caused by loading the voice and one warm-up synthesis, in bytes."""
+    """RSS growth caused by loading the voice, in bytes (without the arena, a synthesis's
+    working memory is freed when it ends)."""
 
     load_s: float
     """Time to build the inference session, in seconds."""
