@@ -4,6 +4,7 @@
     python tests/coqui_tools.py base OUT [--full]    a training base (tiny, or full-size)
     python tests/coqui_tools.py reference JOBS.json   coqui's ids and Synthesizer.tts audio
     python tests/coqui_tools.py tokenize JOBS.json    our manifest + coqui's ids per config
+    python tests/coqui_tools.py closeness JOB.json    log-mel DTW distances to recordings
     python tests/coqui_tools.py unsafe-load PTH       torch.load(weights_only=False): proves
                                                       a payload checkpoint really runs code
 
@@ -194,6 +195,52 @@ def tokenize(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return results
 
 
+def log_mel(samples: np.ndarray, rate: int) -> np.ndarray:
+    import librosa
+
+    if rate != 16000:
+        samples = librosa.resample(samples, orig_sr=rate, target_sr=16000)
+    samples, _ = librosa.effects.trim(samples, top_db=40)
+    mel = librosa.feature.melspectrogram(y=samples, sr=16000, n_fft=1024, hop_length=256,
+                                         n_mels=80)  # fmt: skip
+    return np.log(np.maximum(mel, 1e-5))
+
+
+def mel_distance(audio: np.ndarray, rate: int, recording: np.ndarray, recording_rate: int) -> float:
+    """Mean L1 distance between the log-mel frames (80 bands at 16 kHz) of ``audio`` and
+    ``recording`` along their DTW alignment: how far a voice's output is from what was read,
+    whatever the two speaking rates. Leading and trailing silence is trimmed from both
+    first: silence matches silence at no cost, so padding would count as closeness."""
+    import librosa
+
+    a, b = log_mel(audio, rate), log_mel(recording, recording_rate)
+    cost = np.abs(a[:, :, None] - b[:, None, :]).mean(axis=0)
+    total, path = librosa.sequence.dtw(C=cost)
+    return float(total[-1, -1] / len(path))
+
+
+def closeness(job: dict[str, Any]) -> dict[str, list[float]]:
+    """Distances to each recording in ``job["recordings"]`` (WAV paths, with its text): of
+    the checkpoint's ``Synthesizer.tts`` output (noise 0) as ``"checkpoint"``, and of each
+    ``job["outputs"][name]`` (WAV paths, same order)."""
+    import soundfile
+
+    torch.set_num_threads(1)
+    synth = synthesizer(job["checkpoint"], job["config"])
+    rate = synth.output_sample_rate
+    result: dict[str, list[float]] = {"checkpoint": []}
+    for name in job["outputs"]:
+        result[name] = []
+    for i, (path, text) in enumerate(job["recordings"]):
+        recording, recording_rate = soundfile.read(path, dtype="float32")
+        own = np.array(synth.tts(text), dtype=np.float32)
+        result["checkpoint"].append(mel_distance(own, rate, recording, recording_rate))
+        for name, outputs in job["outputs"].items():
+            audio, audio_rate = soundfile.read(outputs[i], dtype="float32")
+            result[name].append(mel_distance(audio, audio_rate, recording, recording_rate))
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     commands = parser.add_subparsers(dest="command", required=True)
@@ -203,7 +250,7 @@ def main() -> None:
     base_cmd = commands.add_parser("base")
     base_cmd.add_argument("out", type=Path)
     base_cmd.add_argument("--full", action="store_true")
-    for name in ("reference", "tokenize", "unsafe-load"):
+    for name in ("reference", "tokenize", "closeness", "unsafe-load"):
         commands.add_parser(name).add_argument("path", type=Path)
     args = parser.parse_args()
     if args.command == "build":
@@ -215,6 +262,8 @@ def main() -> None:
         result = "ok"
     elif args.command == "tokenize":
         result = tokenize(json.loads(args.path.read_text()))
+    elif args.command == "closeness":
+        result = closeness(json.loads(args.path.read_text()))
     else:
         torch.load(args.path, weights_only=False)  # what the seed would have done
         result = "loaded"

@@ -2,8 +2,9 @@
 
 ``wavs/{id}.wav`` and two metadata files of ``id|text|text`` lines: ``metadata_train.csv``
 and ``metadata_eval.csv``. The eval split is chosen by us, not by coqui's random split, so
-it is the same clips every time a round is resumed: every tenth sample (at least one),
-by upload order, and never the only one.
+it is the same clips every time a round is resumed, and stays the same when samples are
+added for another round (so one round's held-out loss compares with the next): the first
+sample and every tenth after it, by upload order; never the only one.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ class Dataset:
 
 
 def split(samples: list[Sample]) -> tuple[list[Sample], list[Sample]]:
-    """(train, eval): every ``EVAL_EVERY``-th sample held out, at least one; needs two."""
-    held = [s for i, s in enumerate(samples) if i % EVAL_EVERY == EVAL_EVERY - 1] or samples[-1:]
+    """(train, eval): samples 0, ``EVAL_EVERY``, 2 * ``EVAL_EVERY``... held out; needs two."""
+    held = samples[::EVAL_EVERY]
     return [s for s in samples if s not in held], held
 
 
