@@ -10,6 +10,7 @@ import json
 import signal
 import threading
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -131,9 +132,10 @@ def test_a_voice_trains_resumes_after_sigkill_and_speaks(
     listener = threading.Thread(target=_listen, args=(training_server, "alice/me", events))
     listener.start()
 
-    # SIGKILL the training process once a checkpoint is behind it.
-    eventually(lambda: (state_of(alice, "alice/me")["step"] or 0) >= 5, timeout_s=240,
-               what="five training steps")  # fmt: skip
+    # SIGKILL the training process with checkpoint 3 behind it, before the next (6): every
+    # run resumes from the same checkpoint, so every run trains the same voice.
+    eventually(lambda: (state_of(alice, "alice/me")["step"] or 0) >= 4, timeout_s=240,
+               what="four training steps")  # fmt: skip
     victims = training_processes(training_server)
     assert len(victims) == 1
     step_at_kill = state_of(alice, "alice/me")["step"]
@@ -150,7 +152,8 @@ def test_a_voice_trains_resumes_after_sigkill_and_speaks(
     first_round = held_out_losses(events)
     assert len(first_round) >= 8, events
     # Seeded steps, noise-free recordings, the same held-out slices at every evaluation:
-    # the held-out mel loss falls (here 89.8 over the first three steps, 71.4 over the last).
+    # the held-out mel loss falls (here 87.9 over the first three evaluations, 71.5 over
+    # the last three).
     assert np.mean(first_round[-3:]) < np.mean(first_round[:3]) - 2, first_round
     final = alice.get("/v1/voices/alice/me").json()
     assert final["ready"] and final["training"]["state"] == "ready"
@@ -167,31 +170,21 @@ def test_a_voice_trains_resumes_after_sigkill_and_speaks(
     names = zipfile.ZipFile(io.BytesIO(exported.content)).namelist()
     assert sorted(names) == ["me.onnx", "me.onnx.json"]
 
-    # A second round, after one more sample, starts from the first round's checkpoint: its
-    # first held-out loss (the same held-out clip) is near where round one ended.
-    events.clear()
-    record(alice, "alice/me", joe, prompts(training_server)["prompts"][GOOD_PROMPTS])
-    assert alice.post("/v1/voices/alice/me/train").status_code == 202
-    listener = threading.Thread(target=_listen, args=(training_server, "alice/me", events))
-    listener.start()
-    eventually(lambda: state_of(alice, "alice/me")["state"] == "ready", timeout_s=300,
-               what="the second round to finish")  # fmt: skip
-    listener.join(30)
-    second_round = held_out_losses(events)
+    # Training moved the voice toward joe: its output for sentences it trained on is closer
+    # to joe's recordings (as the service stored them) than the base's output (measured in
+    # the coqui environment meanwhile).
+    with ThreadPoolExecutor(1) as pool:
+        measured = pool.submit(closeness_to_recordings, training_server, tmp_path, trained_on,
+                               {"round1": first_outputs})  # fmt: skip
+        second_round = train_a_second_round(alice, training_server, joe, events)
+        distances = measured.result()
+    # Before: 2.924 (base), after: 2.565 (these seeds; every run the same).
+    base, round1 = float(np.mean(distances["checkpoint"])), float(np.mean(distances["round1"]))
+    assert round1 < base * 0.95, distances
+    # The second round started from the first one's checkpoint: its first held-out loss (on
+    # the same held-out clip) is near where round one ended, far below where it began.
     assert second_round[0] < (first_round[0] + first_round[-1]) / 2, (first_round, second_round)
     assert state_of(alice, "alice/me")["rounds"] == 2
-    second_outputs = [save(tmp_path / f"round2-{i}.wav", speak(alice, "alice/me", p["text"]),
-                           final["sample_rate"]) for i, p in enumerate(trained_on)]  # fmt: skip
-
-    # Training moved the voice toward joe: its output for sentences it trained on is closer
-    # to joe's recordings (as the service stored them) than the base's output was.
-    distances = closeness_to_recordings(training_server, tmp_path, trained_on, {
-        "round1": first_outputs, "round2": second_outputs})  # fmt: skip
-    base, round1, round2 = (float(np.mean(distances[k])) for k in ("checkpoint", "round1",
-                                                                      "round2"))  # fmt: skip
-    print(f"log-mel DTW distance to joe: base {base:.3f}, round 1 {round1:.3f}, "
-          f"round 2 {round2:.3f}; held-out loss {first_round} then {second_round}")
-    assert round1 < base and round2 < base, distances
 
     # Deleting the voice removes its samples, checkpoints and model files.
     assert alice.delete("/v1/voices/alice/me").status_code == 204
@@ -199,6 +192,24 @@ def test_a_voice_trains_resumes_after_sigkill_and_speaks(
     left = (training_server.home / "models" / "alice" / "me").rglob("*")
     assert not [path for path in left if path.is_file()]
     assert not [path for path in (training_server.home / "training").rglob("*") if path.is_file()]
+
+
+def train_a_second_round(
+    alice: httpx.Client, server: Server, joe: Joe, events: list[dict[str, object]]
+) -> list[float]:
+    """One more sample, then a short round of three steps; its held-out losses."""
+    events.clear()
+    record(alice, "alice/me", joe, prompts(server)["prompts"][GOOD_PROMPTS])
+    over = alice.post("/v1/voices/alice/me/train", json={"steps": 10**6})
+    assert over.status_code == 422 and over.json()["error"]["code"] == "too_many_steps"
+    assert alice.post("/v1/voices/alice/me/train", json={"steps": 3}).status_code == 202
+    listener = threading.Thread(target=_listen, args=(server, "alice/me", events))
+    listener.start()
+    eventually(lambda: state_of(alice, "alice/me")["state"] == "ready", timeout_s=300,
+               what="the second round to finish")  # fmt: skip
+    listener.join(30)
+    assert state_of(alice, "alice/me")["steps"] == 3
+    return held_out_losses(events)
 
 
 def held_out_losses(events: list[dict[str, object]]) -> list[float]:

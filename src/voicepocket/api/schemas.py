@@ -46,6 +46,16 @@ class SpeechRequest(BaseModel):
     )
 
 
+class TrainRequest(BaseModel):
+    """``POST /v1/voices/{owner}/{slug}/train``: an optional body."""
+
+    steps: int | None = Field(
+        default=None, ge=1,
+        description="Steps of this round, at most VOICEPOCKET_TRAIN_MAX_STEPS; default: "
+        "VOICEPOCKET_TRAIN_STEPS_PER_MINUTE per minute of accepted speech, within that cap.",
+    )  # fmt: skip
+
+
 class SynthesisRequest(BaseModel):
     """``POST /v1/syntheses``: synthesize and store."""
 

@@ -25,6 +25,7 @@ from voicepocket.api.schemas import (
     SamplesOut,
     TrainedVoiceCreate,
     TrainingOut,
+    TrainRequest,
     VoiceOut,
 )
 from voicepocket.api.speech import ERRORS
@@ -179,11 +180,16 @@ async def add_consent(
 
 
 @router.post("/{owner_name}/{slug}/train", status_code=202)
-async def train(owner_name: str, slug: str, owner: Caller, services: ServicesDep) -> VoiceOut:
-    """Queue a training round (202). 422 ``consent_missing`` / ``dataset_too_small``; 409
-    while one is queued or running; 429 over the owner's quota."""
+async def train(
+    owner_name: str, slug: str, owner: Caller, services: ServicesDep,
+    body: TrainRequest | None = None,
+) -> VoiceOut:  # fmt: skip
+    """Queue a training round (202). 422 ``consent_missing`` / ``dataset_too_small`` /
+    ``too_many_steps``; 409 while one is queued or running; 429 over the owner's quota."""
+    steps = body.steps if body is not None else None
+    voice = f"{owner_name}/{slug}"
     trained = await run_in_threadpool(
-        lambda: services.training.request(owner=owner, voice=f"{owner_name}/{slug}")
+        lambda: services.training.request(owner=owner, voice=voice, steps=steps)
     )
     return voice_out(trained.record, trained)
 

@@ -225,9 +225,10 @@ class TrainingRegistry:
 
     # -- the queue -------------------------------------------------------------------
 
-    def request(self, voice_id: str, *, per_owner: int) -> Training:
-        """Queue a training round: ``TrainingBusy`` while one is active, ``TooManyTrainings``
-        when the owner has ``per_owner`` active already."""
+    def request(self, voice_id: str, *, per_owner: int, steps: int = 0) -> Training:
+        """Queue a training round of ``steps`` steps (0: the worker sizes it):
+        ``TrainingBusy`` while one is active, ``TooManyTrainings`` when the owner has
+        ``per_owner`` active already."""
         with self._sessions.begin() as session:
             row = session.get_one(TrainingRow, voice_id, with_for_update=True)
             if row.state in ACTIVE:
@@ -246,7 +247,7 @@ class TrainingRegistry:
                     "wait for one to finish or cancel it.",
                     retry_after_s=60,
                 )
-            row.state, row.step, row.steps = TrainingState.QUEUED.value, 0, 0
+            row.state, row.step, row.steps = TrainingState.QUEUED.value, 0, steps
             row.loss = row.eval_loss = row.eta_s = row.message = None
             row.crashes, row.run_key, row.worker = 0, uuid.uuid4().hex[:16], None
             row.requested_at, row.started_at, row.finished_at = utcnow(), None, None

@@ -186,9 +186,15 @@ class VoiceTraining:
 
     # -- training --------------------------------------------------------------------
 
-    def request(self, *, owner: str, voice: str) -> TrainedVoice:
-        """Queue a training round (202): needs consent and enough speech."""
+    def request(self, *, owner: str, voice: str, steps: int | None = None) -> TrainedVoice:
+        """Queue a training round (202): needs consent and enough speech; ``steps``, when
+        given, replaces the budget the worker would derive from the dataset."""
         described = self._trained(*self.own(voice, owner))
+        if steps is not None and steps > self.settings.train_max_steps:
+            raise TrainingRefused(
+                f"A round runs at most {self.settings.train_max_steps} steps on this server "
+                "(VOICEPOCKET_TRAIN_MAX_STEPS); ask for fewer.", code="too_many_steps"
+            )  # fmt: skip
         if not described.consent:
             raise TrainingRefused(
                 "Record the consent sentence first (POST .../consent).", code="consent_missing"
@@ -202,7 +208,9 @@ class VoiceTraining:
                 code="dataset_too_small",
             )
         record = described.record
-        queued = self._trainings.request(record.id, per_owner=self.settings.trainings_per_owner)
+        queued = self._trainings.request(
+            record.id, per_owner=self.settings.trainings_per_owner, steps=steps or 0
+        )
         return self._trained(record, queued)
 
     def cancel(self, *, owner: str, voice: str) -> TrainedVoice:

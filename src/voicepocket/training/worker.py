@@ -173,7 +173,7 @@ class TrainingWorker:
             "start_checkpoint": str(start), "base_config": str(config),
             "dataset": str(dataset.folder), "run_dir": str(run_dir),
             "train_clips": dataset.train_clips, "eval_clips": dataset.eval_clips,
-            "steps": self._budget(sum(sample.duration_s for sample in samples)),
+            "steps": training.steps or self._budget(sum(s.duration_s for s in samples)),
             "checkpoint_steps": self.settings.train_checkpoint_steps,
             "batch_size": self.settings.train_batch_size,
             "learning_rate": self.settings.train_learning_rate,
