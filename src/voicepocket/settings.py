@@ -174,6 +174,12 @@ class Settings(BaseSettings):
     cluster_temp_dir: str = ""
     """Ray's temp dir when ``serve --cluster auto`` starts Ray itself; empty: Ray's own."""
 
+    cluster_train_workers: int = Field(default=1, ge=0)
+    """``serve --cluster``: training-worker replicas, each running one training at a time
+    in a Ray reservation of its own (``train_gpus`` GPUs and a CPU, else ``train_threads``
+    CPUs); 0: none (trainings wait for a ``voicepocket train-worker``). Ingress replicas
+    never train, whatever ``train_worker`` says."""
+
     # -- training a user's own voice ---------------------------------------------------
 
     train_bases: dict[str, str] = Field(default_factory=dict)

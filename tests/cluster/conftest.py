@@ -1,15 +1,17 @@
 """One Ray Serve cluster for the session, on loopback only.
 
 The service (``voicepocket serve --cluster auto``: Ray, Serve's HTTP proxy, 2 ingress and
-2 voice-worker replicas) runs in a private network namespace (``unshare -n``, then ``lo``
-up), so whatever Ray binds, on any interface, is reachable from nowhere but that
-namespace. Everything the test needs crosses over through files: PostgreSQL and Redis on
-Unix sockets, and the HTTP port bridged to a Unix socket by ``netns_main.py``.
+2 voice-worker replicas, and a training replica that trains as the training tests do)
+runs in a private network namespace (``unshare -n``, then ``lo`` up), so whatever Ray
+binds, on any interface, is reachable from nowhere but that namespace. Everything the test
+needs crosses over through files: PostgreSQL and Redis on Unix sockets, and the HTTP port
+bridged to a Unix socket by ``netns_main.py``; ``ray_probe.py`` asks Ray from inside.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -19,19 +21,29 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import httpx
 import psycopg
 import pytest
 from helpers import eventually, wait_serving
 from server import KeyedService
+from training_support import TRAINING_SETTINGS
 
 from voicepocket.cluster.shared import ReplicaStats, SharedState
 
 POSTGRES_SOCKET_DIR = "/var/run/postgresql"
 HERE = Path(__file__).parent
 READY_TIMEOUT_S = 240
+
+TRAINING_ENV = {
+    **{f"VOICEPOCKET_{name.upper()}": str(value) for name, value in TRAINING_SETTINGS.items()
+       if name.startswith("train")},
+    "VOICEPOCKET_TRAIN_MIN_SECONDS": "1",
+    "VOICEPOCKET_TRAIN_MAX_STEPS": "1",
+}  # fmt: skip
+"""The training tests' settings (a tiny base, one thread), a dataset of two prompts and
+one step: what the cluster's training replica runs."""
 
 
 @dataclass
@@ -60,6 +72,21 @@ class Cluster(KeyedService):
     def replicas(self) -> list[ReplicaStats]:
         """Worker replicas' latest reports."""
         return self.shared.replicas()
+
+    def ray_probe(self) -> dict[str, Any]:
+        """What Ray runs, asked from inside the cluster's namespace (``ray_probe.py``)."""
+        ports = Path(self.env["VOICEPOCKET_CLUSTER_TEMP_DIR"], "session_latest")
+        port = next(ports.glob("gcs_server_port_*")).read_text().strip()
+        # Unless told otherwise, a local ray.init() turns token authentication on (with
+        # ~/.ray/auth_token); a driver joining it does not, unless told.
+        env = {"RAY_AUTH_MODE": "token", **self.env}
+        probed = subprocess.run(
+            ["nsenter", f"--net=/proc/{self.process.pid}/ns/net", "--", sys.executable,
+             str(HERE / "ray_probe.py"), f"127.0.0.1:{port}"],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert probed.returncode == 0, probed.stderr[-4000:]
+        return json.loads(probed.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 def _postgres_admin() -> psycopg.Connection:
@@ -121,6 +148,10 @@ def cluster(
         "VOICEPOCKET_WORKERS": "1",
         "VOICEPOCKET_CLUSTER_WORKERS": "2",
         "VOICEPOCKET_CLUSTER_INGRESS_REPLICAS": "2",
+        # 2 x 0.25 (workers) + 2 x 0.25 (ingress) + 1 (the training replica): the 2 cores
+        "VOICEPOCKET_CLUSTER_WORKER_CPUS": "0.25",
+        "VOICEPOCKET_CLUSTER_TRAIN_WORKERS": "1",
+        **TRAINING_ENV,
         "VOICEPOCKET_CLUSTER_TEMP_DIR": str(tmp_path_factory.mktemp("ray")),
         "VOICEPOCKET_CLUSTER_OBJECT_STORE_BYTES": str(200 * 1024**2),
         "VOICEPOCKET_DRAIN_S": "5",

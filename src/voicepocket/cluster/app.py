@@ -12,19 +12,21 @@ import ray
 from ray import serve
 
 from voicepocket.cluster.ingress import Ingress
+from voicepocket.cluster.training import deploy_training
 from voicepocket.cluster.worker import VoiceWorker
 from voicepocket.engine import Engine
 from voicepocket.settings import Settings
 
 _LOGGER = logging.getLogger(__name__)
 APP_NAME = "voicepocket"
+WORKER_DEPLOYMENT = "VoiceWorker"
 
 
 def application(settings: Settings) -> Any:
     """The bound application: the ingress, holding a handle to the voice workers."""
     worker = serve.deployment(
         VoiceWorker,
-        name="VoiceWorker",
+        name=WORKER_DEPLOYMENT,
         num_replicas=settings.cluster_workers,
         ray_actor_options={"num_cpus": settings.cluster_worker_cpus},
         max_ongoing_requests=settings.cluster_max_ongoing,
@@ -74,9 +76,12 @@ def connect(address: str, settings: Settings) -> None:
 
 
 def deploy(settings: Settings) -> None:
-    """Start Serve's HTTP proxy on ``host:port`` and run the application."""
+    """Start Serve's HTTP proxy on ``host:port`` and run the application; then the
+    training application (``cluster.training``), unless ``cluster_train_workers`` is 0."""
     serve.start(http_options={"host": settings.host, "port": settings.port})
     serve.run(application(settings), name=APP_NAME, route_prefix="/", blocking=False)
+    if settings.cluster_train_workers:
+        deploy_training(settings, voice_app=APP_NAME, voice_deployment=WORKER_DEPLOYMENT)
 
 
 def serve_cluster(settings: Settings, *, address: str) -> None:

@@ -275,7 +275,9 @@ class Ingress:
     """The HTTP ingress replica: ``create_app`` on the workers' voices."""
 
     def __init__(self, settings: Settings, workers: DeploymentHandle) -> None:
-        self.settings = settings
+        # Trainings run in the training replicas (``cluster.training``), each in its own
+        # Ray reservation, never in an ingress: no training worker in the app's lifespan.
+        self.settings = settings.model_copy(update={"train_worker": False})
         self.workers = workers
 
     def __serve_build_asgi_app__(self) -> Any:
