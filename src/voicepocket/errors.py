@@ -12,7 +12,8 @@ The tree (HTTP status in brackets)::
      │    ├── VoiceTooLarge           [422] a voice that cannot fit the whole pool budget
      │    ├── SampleRejected          [422] a recording failed a check (``code`` says which)
      │    ├── TrainingRefused         [422] a voice cannot train yet (``code`` says why)
-     │    └── PayloadTooLarge         [413] an upload over VOICEPOCKET_MAX_UPLOAD_BYTES
+     │    ├── PayloadTooLarge         [413] a body over its route's limit (MAX_BODY_BYTES, …)
+     │    └── BodyTimeout             [408] a body that did not arrive in time (BODY_TIMEOUT_S)
      ├── AuthenticationError          [401] no API key, or not a live one
      ├── RetryLater                   (base) carries ``retry_after_s`` for ``Retry-After``
      │    ├── RateLimited             [429] the caller has too much in flight, or the queue
@@ -131,10 +132,19 @@ class TrainingRefused(RequestError):
 
 
 class PayloadTooLarge(RequestError):
-    """An uploaded file exceeds ``VOICEPOCKET_MAX_UPLOAD_BYTES``."""
+    """A request body exceeds its route's limit (``VOICEPOCKET_MAX_BODY_BYTES``, or
+    ``VOICEPOCKET_MAX_UPLOAD_BYTES`` for uploads)."""
 
     status = 413
     code = "payload_too_large"
+
+
+class BodyTimeout(RequestError):
+    """A request body did not arrive within its deadline (``VOICEPOCKET_BODY_TIMEOUT_S``
+    plus its size at ``VOICEPOCKET_BODY_MIN_RATE``)."""
+
+    status = 408
+    code = "request_timeout"
 
 
 class AuthenticationError(VoicePocketError):

@@ -58,6 +58,18 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=512 * 1024**2, gt=0)
     """Largest voice file accepted at registration, in bytes."""
 
+    max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    """Largest request body of the JSON routes, in bytes (a 4,096-character input is at
+    most 25 KB of JSON); ``POST /v1/syntheses`` (jobs up to ``max_job_chars``) and the
+    uploads have their own limits. Larger bodies get 413 as they stream in."""
+
+    body_timeout_s: float = Field(default=30.0, gt=0)
+    """A request body must arrive within this many seconds, plus its size at
+    ``body_min_rate`` (408 otherwise): a client sending a byte a second holds nothing."""
+
+    body_min_rate: int = Field(default=64 * 1024, gt=0)
+    """Slowest upload allowed beyond ``body_timeout_s``, in bytes per second."""
+
     pool_wait_s: float = Field(default=30.0, ge=0)
     """How long a load waits for in-use voices to be released before failing, in seconds."""
 

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from voicepocket import __version__
 from voicepocket.admission import Admission, AdmissionControl, FairScheduler
 from voicepocket.api import error_handlers, jobs, ops, page, speech, syntheses, training, voices
-from voicepocket.api.middleware import RequestContext
+from voicepocket.api.middleware import BodyLimits, RequestContext
 from voicepocket.api.state import Lifecycle, Services
 from voicepocket.cache import OutputCache
 from voicepocket.engine import Engine
@@ -73,7 +73,8 @@ def create_app(
     for module in (speech, syntheses, jobs, training, voices, ops, page):
         app.include_router(module.router)
     app.mount("/static", page.static_files, name="static")
-    app.add_middleware(RequestContext, upload_limit=2 * settings.max_upload_bytes + 1024**2)
+    limits = BodyLimits.from_settings(settings, recording_bytes=training.MAX_RECORDING_BYTES)
+    app.add_middleware(RequestContext, limits=limits)
     return app
 
 

@@ -23,6 +23,9 @@ async def caller(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
     """The owner the request's API key acts as."""
+    checked = request.scope.get("state", {}).get("owner")
+    if checked is not None:  # the body guard (middleware) checked this request's key
+        return str(checked)
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise AuthenticationError("Missing API key: send 'Authorization: Bearer <key>'.")
     keys = services(request).engine.registry.keys
