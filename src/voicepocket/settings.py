@@ -70,6 +70,14 @@ class Settings(BaseSettings):
     body_min_rate: int = Field(default=64 * 1024, gt=0)
     """Slowest upload allowed beyond ``body_timeout_s``, in bytes per second."""
 
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    """A request's headers must be in within this many seconds of its first byte, else the
+    connection is answered 408 and closed (uvicorn itself waits for ever)."""
+
+    max_connections: int = Field(default=1024, ge=1)
+    """Connections and requests in progress at once; beyond, new ones get 503 at once
+    (uvicorn's ``limit_concurrency``)."""
+
     pool_wait_s: float = Field(default=30.0, ge=0)
     """How long a load waits for in-use voices to be released before failing, in seconds."""
 

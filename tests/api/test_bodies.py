@@ -1,25 +1,31 @@
-"""Request bodies cannot hold the server: without a valid key a body is refused before a
-byte of it is read (401), past its route's limit it is refused as it streams in (413),
-and one that trickles in is cut off at its deadline (408). Raw sockets, a real server."""
+"""Requests cannot hold the server: without a valid key a body is refused before a byte of
+it is read (401), past its route's limit it is refused as it streams in (413), a body or
+headers that trickle in are cut off at their deadline (408), and connections beyond the
+limit are turned away (503). Raw sockets, a real server."""
 
 from __future__ import annotations
 
+import select
 import socket
 import time
 from collections.abc import Iterator
 
 import psutil
 import pytest
+from helpers import eventually
 from server import Server, start_server
 
 GIB = 1024**3
 BODY_TIMEOUT_S = 2.0
+HEADER_TIMEOUT_S = 2.0
+MAX_CONNECTIONS = 6
 
 
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     running = start_server(tmp_path_factory.mktemp("bodies") / "home",
-                           body_timeout_s=BODY_TIMEOUT_S)  # fmt: skip
+                           body_timeout_s=BODY_TIMEOUT_S, header_timeout_s=HEADER_TIMEOUT_S,
+                           max_connections=MAX_CONNECTIONS)  # fmt: skip
     yield running
     running.stop()
 
@@ -134,3 +140,41 @@ def test_a_body_sent_a_byte_a_second_is_cut_off(guarded: Server) -> None:
     with guarded.client("hana") as hana:
         spoken = hana.post("/v1/audio/speech", json={"voice": "joe", "input": "Still here."})
     assert spoken.status_code == 200
+
+
+def test_headers_sent_a_byte_a_second_are_cut_off(guarded: Server) -> None:
+    head = request_head("GET", "/v1/voices", key=guarded.key("hana"), length=0)
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", guarded.port), timeout=10) as sock:
+        answer = b""
+        for byte in head:
+            sock.sendall(bytes([byte]))
+            ready = select.select([sock], [], [], 1.0)[0]
+            if ready:
+                answer = sock.recv(65536)
+                break
+        assert sock.recv(65536) == b""  # and closed
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert time.monotonic() - started < HEADER_TIMEOUT_S + 2
+
+
+def test_a_connection_that_sends_nothing_is_closed(guarded: Server) -> None:
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", guarded.port), timeout=10) as sock:
+        assert sock.recv(65536).startswith(b"HTTP/1.1 408")
+        assert sock.recv(65536) == b""
+    assert time.monotonic() - started < HEADER_TIMEOUT_S + 2
+
+
+def test_connections_beyond_the_limit_are_turned_away(guarded: Server) -> None:
+    holders = [socket.create_connection(("127.0.0.1", guarded.port), timeout=10)
+               for _ in range(MAX_CONNECTIONS)]  # fmt: skip
+    try:
+        with guarded.client("hana") as hana:
+            assert hana.get("/v1/voices").status_code == 503
+    finally:
+        for holder in holders:
+            holder.close()
+    with guarded.client("hana") as hana:  # and once they are gone, served again
+        eventually(lambda: hana.get("/v1/voices").status_code == 200, timeout_s=10,
+                   what="the server to notice the closed connections")  # fmt: skip

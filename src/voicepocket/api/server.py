@@ -7,11 +7,14 @@ uvicorn shuts down. A second signal exits at once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from types import FrameType
+from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from voicepocket.api.app import create_app
 from voicepocket.api.state import Lifecycle, Services
@@ -45,6 +48,65 @@ class DrainingServer(uvicorn.Server):
         self.should_exit = True
 
 
+LATE_HEADERS = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+
+
+class HeaderDeadlineProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol (httptools) with a deadline for a request's headers,
+    counted from the connection's start or the request's first byte: uvicorn restarts its
+    keep-alive timer on every byte, so a client sending one a second (or nothing) would
+    hold a connection for ever."""
+
+    header_timeout_s = 10.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._awaiting_headers = True
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        if self._awaiting_headers:
+            self._arm()  # a next request's first bytes on a kept-alive connection
+        super().data_received(data)
+
+    def on_headers_complete(self) -> None:
+        self._awaiting_headers = False
+        self._disarm()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._awaiting_headers = True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.header_timeout_s, self._late)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _late(self) -> None:
+        self._header_timer = None
+        if self._awaiting_headers and not self.transport.is_closing():
+            self.transport.write(LATE_HEADERS)
+            self.transport.close()
+
+
+def header_deadline(timeout_s: float) -> type[HeaderDeadlineProtocol]:
+    """The protocol class uvicorn instantiates, with its deadline."""
+    return type("HeaderDeadline", (HeaderDeadlineProtocol,), {"header_timeout_s": timeout_s})
+
+
 def serve(settings: Settings) -> None:
     """Serve until signalled; blocks."""
     configure_logging()
@@ -56,5 +118,7 @@ def serve(settings: Settings) -> None:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=max(1, int(settings.drain_s)),
+        http=header_deadline(settings.header_timeout_s),
+        limit_concurrency=settings.max_connections,
     )
     DrainingServer(config, drain_s=settings.drain_s).run()
