@@ -63,10 +63,7 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._header_timer: asyncio.TimerHandle | None = None
         self._awaiting_headers = True
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm()
+        self._arm()  # uvicorn makes a protocol for each connection as it is accepted
 
     def data_received(self, data: bytes) -> None:
         if self._awaiting_headers:
@@ -97,9 +94,10 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
 
     def _late(self) -> None:
         self._header_timer = None
-        if self._awaiting_headers and not self.transport.is_closing():
-            self.transport.write(LATE_HEADERS)
-            self.transport.close()
+        transport = getattr(self, "transport", None)  # set once the connection is made
+        if self._awaiting_headers and transport is not None and not transport.is_closing():
+            transport.write(LATE_HEADERS)
+            transport.close()
 
 
 def header_deadline(timeout_s: float) -> type[HeaderDeadlineProtocol]:
