@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -83,29 +84,36 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def training_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Future[list[str]]]:
+    """The tests' tiny coqui training base (checkpoint, config), built once in the
+    background: the training server and the cluster's training test register it."""
+    from coqui_support import run_coqui
+
+    with ThreadPoolExecutor(1) as pool:
+        yield pool.submit(run_coqui, "base", str(tmp_path_factory.mktemp("base") / "tiny"))
+
+
+@pytest.fixture(scope="session")
+def training_server(
+    tmp_path_factory: pytest.TempPathFactory, tiny_base: Future[list[str]]
+) -> Iterator[Server]:
     """A real service that trains voices (``training_support.TRAINING_SETTINGS``), with the
     tests' tiny coqui base (built while the server starts) registered by the CLI as
     ``tiny``, the default base for English. Shared by the training and web tests."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from coqui_support import run_coqui
     from server import VOICEPOCKET, start_server
     from training_support import TRAINING_SETTINGS
 
-    with ThreadPoolExecutor(1) as pool:
-        built = pool.submit(run_coqui, "base", str(tmp_path_factory.mktemp("base") / "tiny"))
-        running = start_server(tmp_path_factory.mktemp("training") / "home", **TRAINING_SETTINGS)
-        try:
-            model, config = built.result()
-            subprocess.run(
-                [*VOICEPOCKET, "bases", "add", model, config, "--name", "tiny",
-                 "--language", "en"],
-                env=running.env, check=True, capture_output=True, timeout=300,
-            )  # fmt: skip
-        except BaseException:
-            running.stop()
-            raise
+    running = start_server(tmp_path_factory.mktemp("training") / "home", **TRAINING_SETTINGS)
+    try:
+        model, config = tiny_base.result()
+        subprocess.run(
+            [*VOICEPOCKET, "bases", "add", model, config, "--name", "tiny",
+             "--language", "en"],
+            env=running.env, check=True, capture_output=True, timeout=300,
+        )  # fmt: skip
+    except BaseException:
+        running.stop()
+        raise
     yield running
     running.stop()
 

@@ -80,3 +80,33 @@ def failing_at_run_model() -> onnx.ModelProto:
         ],
         [shape],
     )
+
+
+def looping_model() -> onnx.ModelProto:
+    """A ``Loop`` whose trip count is the input's length: cheap for the probe's sentence,
+    unbounded for a long one. Valid ONNX; refused by the operator allow-list."""
+    one = numpy_helper.from_array(np.ones(1, dtype=np.float32), "one")
+    body = helper.make_graph(
+        [
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+            helper.make_node("Add", ["x_in", "one"], ["x_out"]),
+        ],
+        "body",
+        [
+            helper.make_tensor_value_info("iteration", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("x_in", TensorProto.FLOAT, [1, None]),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("x_out", TensorProto.FLOAT, [1, None]),
+        ],
+    )
+    return _model(
+        [
+            helper.make_node("Cast", ["input"], ["as_float"], to=TensorProto.FLOAT),
+            helper.make_node("Squeeze", ["input_lengths"], ["trips"]),
+            helper.make_node("Loop", ["trips", "", "as_float"], ["output"], body=body),
+        ],
+        [one],
+    )

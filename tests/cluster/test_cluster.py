@@ -73,11 +73,12 @@ def _settled(cluster: Cluster, *, timeout_s: float = 30) -> list[ReplicaStats]:
 
 @pytest.fixture(scope="module")
 def six_voices(cluster: Cluster) -> dict[str, str]:
-    """Six copies of the bundled voice (distinct pool keys), uploaded and pre-warmed on
-    whichever worker Ray routes each to; pool key by voice id."""
-    with cluster.client("alice") as client:
-        return {f"alice/{slug}": _pool_key(_upload(client, slug))
-                for slug in (v.split("/")[1] for v in VOICES)}  # fmt: skip
+    """Six copies of the bundled voice (distinct pool keys), uploaded two at a time and
+    pre-warmed on whichever worker Ray routes each to; pool key by voice id."""
+    slugs = [v.split("/")[1] for v in VOICES]
+    with cluster.client("alice") as client, ThreadPoolExecutor(2) as uploads:
+        keys = uploads.map(lambda slug: _pool_key(_upload(client, slug)), slugs)
+        return {f"alice/{slug}": key for slug, key in zip(slugs, keys, strict=True)}
 
 
 def test_cluster_started_on_loopback_only(cluster: Cluster) -> None:

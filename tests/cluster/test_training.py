@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 import subprocess
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import psutil
 import pytest
-from coqui_support import run_coqui
 from helpers import eventually
 from server import VOICEPOCKET
 from training_support import Joe, wav
@@ -57,13 +57,13 @@ def _trainers(cluster: Cluster) -> list[psutil.Process]:
 
 
 def test_the_training_replica_claims_a_queued_training_and_starts_coqui(
-    cluster: Cluster, joe: Joe, tmp_path_factory: pytest.TempPathFactory
+    cluster: Cluster, joe: Joe, tiny_base: Future[list[str]]
 ) -> None:
     """A training queued through the ingress is claimed by the training replica, which
     runs coqui's trainer as its own child, in the coqui environment's Python; cancelled
     through the ingress, the replica kills it at its next heartbeat. (Training on to a
     voice that speaks is the training tests' part: a minute more here.)"""
-    model, config = run_coqui("base", str(tmp_path_factory.mktemp("base") / "tiny"))
+    model, config = tiny_base.result()
     subprocess.run([*VOICEPOCKET, "bases", "add", model, config, "--name", "tiny",
                     "--language", "en"],
                    env=cluster.env, check=True, capture_output=True, timeout=300)  # fmt: skip

@@ -11,6 +11,7 @@ from conftest import joe_config, make_settings
 
 from voicepocket.engine import Engine
 from voicepocket.errors import (
+    Conflict,
     InvalidVoiceFiles,
     InvalidVoiceId,
     PayloadTooLarge,
@@ -106,6 +107,9 @@ def test_duplicate_slug_conflicts_and_replace_swaps_files(fresh: Engine, tmp_pat
         ("truncated", "not a readable ONNX"),
         ("external_data", "external data"),
         ("custom_operator", "non-standard operator"),
+        ("loop", r"operators a Piper or VITS voice does not: \['Loop'\]"),
+        ("length_scale_huge", "length_scale must be a number from 0.25 to 4.0"),
+        ("noise_negative", "noise_scale must be"),
         ("fails_when_run", "could not be loaded and run"),
         ("bad_json", "not valid JSON"),
         ("not_piper_config", "not a Piper config"),
@@ -133,6 +137,7 @@ def test_bad_voices_are_refused_and_leave_nothing(
             "external_data": onnx_models.external_data_model,
             "custom_operator": onnx_models.custom_operator_model,
             "fails_when_run": onnx_models.failing_at_run_model,
+            "loop": onnx_models.looping_model,
         }.get(case, lambda: model)()
         if case == "bad_json":
             raw_config = '{"audio": {"sample_rate": 22050'
@@ -144,6 +149,10 @@ def test_bad_voices_are_refused_and_leave_nothing(
             config["audio"] = {"sample_rate": 10_000_000}
         elif case == "phoneme_type_needing_downloads":
             config["phoneme_type"] = "pinyin"
+        elif case == "length_scale_huge":
+            config["inference"] = {**config["inference"], "length_scale": 200}
+        elif case == "noise_negative":
+            config["inference"] = {**config["inference"], "noise_scale": -1}
         elif case == "ids_beyond_num_symbols":
             config["phoneme_id_map"] = {"a": [999]}
         files = write_voice(folder, model, config, raw_config=raw_config)
@@ -236,6 +245,31 @@ def test_tenancy_and_bare_slug_resolution(fresh: Engine, tmp_path: Path) -> None
     assert fresh.registry.voices.resolve("alice/secret", caller="bob").public
     with pytest.raises(VoiceNotFound):
         fresh.delete_voice("alice/secret", caller="bob")  # public is not theirs to delete
+
+
+def test_a_bare_slug_cannot_be_taken_over(fresh: Engine, tmp_path: Path) -> None:
+    """A bare slug: the caller's own voice, else the default voice if it is its slug, else
+    the public voice of that slug created first, which a replace does not make newer."""
+    files = write_voice(tmp_path / "v", onnx_models.piper_shaped_model())
+    add = dict(model_file=files[0], config_file=files[1], prewarm=False, public=True)
+    voices = fresh.registry.voices
+    fresh.add_voice(owner="bob", slug="joe", **add)  # older than the default voice
+    fresh.add_voice(owner="demo", slug="joe", **add)
+    assert voices.resolve("joe", caller="alice").ref == "demo/joe"
+    assert voices.resolve("joe", caller="bob").ref == "bob/joe"
+    fresh.add_voice(owner="carol", slug="twin", **add)
+    fresh.add_voice(owner="dave", slug="twin", **add)
+    fresh.add_voice(owner="carol", slug="twin", replace=True, **add)  # the same files again
+    assert voices.resolve("twin", caller="eve").ref == "carol/twin"
+    default = voices.resolve("demo/joe", caller=None)
+    for change in (
+        lambda: fresh.add_voice(owner="demo", slug="joe", replace=True, **add),
+        lambda: voices.set_public(default, False),
+        lambda: fresh.delete_voice("demo/joe", caller="demo"),
+    ):
+        with pytest.raises(Conflict, match="default voice"):
+            change()
+    assert voices.resolve("joe", caller="alice").model_sha256 == default.model_sha256
 
 
 def test_delete_removes_row_files_and_pool_entry(fresh: Engine, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
 from voicepocket.registry.database import migrate
+from voicepocket.registry.ids import VoiceRef
 from voicepocket.registry.jobs import JobRegistry
 from voicepocket.registry.keys import KeyRegistry
 from voicepocket.registry.repository import ModelRepository
@@ -34,6 +35,7 @@ class Registry:
         max_upload_bytes: int,
         pool_budget_bytes: int,
         probe_threads: int,
+        default_voice: VoiceRef,
         coqui_python: Path | None = None,
     ) -> None:
         self.database = database
@@ -47,6 +49,7 @@ class Registry:
             max_upload_bytes=max_upload_bytes,
             pool_budget_bytes=pool_budget_bytes,
             probe_threads=probe_threads,
+            default_voice=default_voice,
             coqui_python=coqui_python,
         )
         self.keys = KeyRegistry(sessions)

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from voicepocket.errors import (
+    Conflict,
     InvalidVoiceFiles,
     PayloadTooLarge,
     VoiceExists,
@@ -114,9 +115,13 @@ class VoiceRegistry:
         max_upload_bytes: int,
         pool_budget_bytes: int,
         probe_threads: int,
+        default_voice: VoiceRef,
         coqui_python: Path | None = None,
     ) -> None:
         self.models = models
+        self.default_voice = default_voice
+        """The service's default voice (owner and slug): it can be neither replaced, made
+        private nor deleted, and its slug names it for anyone who has no voice of that name."""
         self._sessions = sessions
         self._work_dir = work_dir
         self._max_upload_bytes = max_upload_bytes
@@ -157,6 +162,8 @@ class VoiceRegistry:
         check_name(owner, param="owner")
         check_name(slug, param="slug")
         voice_class = backend(kind)
+        if replace:
+            self._refuse_if_default(owner, slug, "replaced")
         if not replace and self._find(owner, slug) is not None:
             raise VoiceExists(f"Voice {owner}/{slug} already exists.", param="slug")
         staging = self._work_dir / f"register-{uuid.uuid4().hex}"
@@ -224,10 +231,13 @@ class VoiceRegistry:
                     session.add(row)
                     return None
                 previous = VoiceRecord.of(existing)
+                # created_at stays: which public voice a bare slug names must not change
+                # because its owner uploaded new files.
                 for name in ("kind", "model_key", "model_sha256", "config_sha256",
-                             "sample_rate", "cost_bytes", "load_s", "created_at"):  # fmt: skip
+                             "sample_rate", "cost_bytes", "load_s"):  # fmt: skip
                     setattr(existing, name, getattr(row, name))
                 row.id, row.public = existing.id, existing.public
+                row.created_at = existing.created_at
                 return previous
         except IntegrityError as exc:
             self.models.delete(row.model_key)
@@ -242,9 +252,10 @@ class VoiceRegistry:
         """The voice ``ref`` names for ``caller`` (``None``: a local operator who sees all).
 
         ``owner/slug`` is that owner's voice if it is public or the caller's; a bare
-        ``slug`` is the caller's own voice of that name, else a public voice of that name
-        (the default owner's first). Anything the caller may not see is ``VoiceNotFound``,
-        exactly as if it did not exist.
+        ``slug`` is the caller's own voice of that name, else the default voice if that is
+        its slug, else the public voice of that name created first (a replace keeps its
+        creation time). Anything the caller may not see is ``VoiceNotFound``, exactly as if
+        it did not exist.
         """
         parsed = ref if isinstance(ref, VoiceRef) else VoiceRef.parse(ref)
         with self._sessions() as session:
@@ -262,10 +273,14 @@ class VoiceRegistry:
             own = self._find_in(session, caller, ref.slug)
             if own is not None:
                 return own
+        if ref.slug == self.default_voice.slug:
+            default = self._find_in(session, str(self.default_voice.owner), ref.slug)
+            if default is not None:
+                return default
         query = (
             select(VoiceRow)
             .where(VoiceRow.slug == ref.slug, VoiceRow.public.is_(True))
-            .order_by(VoiceRow.created_at)
+            .order_by(VoiceRow.created_at, VoiceRow.id)
         )
         return session.scalars(query).first()
 
@@ -286,7 +301,9 @@ class VoiceRegistry:
             return [VoiceRecord.of(row) for row in session.scalars(query)]
 
     def set_public(self, record: VoiceRecord, public: bool) -> VoiceRecord:
-        """Make a voice public or private."""
+        """Make a voice public or private (the default voice stays public)."""
+        if not public:
+            self._refuse_if_default(record.owner, record.slug, "made private")
         with self._sessions.begin() as session:
             row = session.get(VoiceRow, record.id)
             if row is None:
@@ -296,6 +313,7 @@ class VoiceRegistry:
 
     def delete_voice(self, record: VoiceRecord) -> None:
         """Remove a voice's row, then its files."""
+        self._refuse_if_default(record.owner, record.slug, "deleted")
         with self._sessions.begin() as session:
             row = session.get(VoiceRow, record.id)
             if row is None:
@@ -304,6 +322,10 @@ class VoiceRegistry:
         if record.ready:
             self.models.delete(record.model_key)
         self.models.objects.delete(training_prefix(record.owner, record.slug))
+
+    def _refuse_if_default(self, owner: str, slug: str, change: str) -> None:
+        if VoiceRef(owner, slug) == self.default_voice:
+            raise Conflict(f"The default voice {owner}/{slug} cannot be {change}.", param="voice")
 
     def model_path(self, record: VoiceRecord) -> Path:
         """A local path to load the voice from."""

@@ -31,7 +31,11 @@ from voicepocket.voices.coqui_config import (
 )
 from voicepocket.voices.coqui_export import REFUSED
 from voicepocket.voices.coqui_text import english_cleaners
-from voicepocket.voices.onnx_checks import check_onnx_model, initialize_onnxruntime
+from voicepocket.voices.onnx_checks import (
+    COMPILED_OPERATORS,
+    check_onnx_model,
+    initialize_onnxruntime,
+)
 from voicepocket.voices.piper import config_path_for  # the manifest sits beside the model
 
 _LOGGER = logging.getLogger(__name__)
@@ -144,7 +148,7 @@ class CoquiVoice:
         """Static checks of a converted voice: manifest sane, ONNX standard-only with
         exactly coqui's single-speaker inputs."""
         CoquiManifest.read(config_path_for(model_path))
-        inputs = check_onnx_model(model_path)
+        inputs = check_onnx_model(model_path, operators=COMPILED_OPERATORS)
         if inputs != INPUTS:
             raise InvalidVoiceFiles(
                 f"The ONNX model's inputs are {sorted(inputs)}, not {sorted(INPUTS)}.",

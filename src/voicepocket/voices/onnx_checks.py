@@ -1,8 +1,12 @@
 """Static checks on an untrusted ONNX file, done before onnxruntime ever opens it.
 
-A model may only use standard operators (custom domains would need native code we do not
-ship) and must carry all its weights inline: an external-data reference is a path chosen
-by the uploader, i.e. a way to make the server read its own files.
+A model may only use the standard operators a Piper or VITS graph is made of (custom
+domains would need native code we do not ship; control flow — ``Loop``, ``Scan``, ``If`` —
+lets a graph behave differently for inputs the registration probe never tried, e.g. run a
+loop for hours on a longer sentence) and must carry all its weights inline: an
+external-data reference is a path chosen by the uploader, i.e. a way to make the server
+read its own files. Graphs we compile ourselves from coqui checkpoints may use ``If``:
+coqui's VITS exports one, from its own code, not from the uploader's.
 """
 
 from __future__ import annotations
@@ -17,9 +21,30 @@ from voicepocket.errors import InvalidVoiceFiles
 
 STANDARD_DOMAINS = frozenset({"", "ai.onnx"})
 
+VOICE_OPERATORS = frozenset({
+    # What joe (a Piper export) and coqui's VITS export use ...
+    "Add", "And", "Cast", "Ceil", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv",
+    "ConvTranspose", "CumSum", "Div", "Equal", "Erf", "Exp", "Expand", "Gather",
+    "GatherElements", "GatherND", "GreaterOrEqual", "Identity", "LayerNormalization",
+    "LeakyRelu", "Less", "LessOrEqual", "MatMul", "Mul", "Neg", "NonZero", "Not", "Pad",
+    "Pow", "RandomNormalLike", "Range", "ReduceMax", "ReduceMean", "ReduceSum", "Relu",
+    "Reshape", "ScatterND", "Shape", "Sigmoid", "Slice", "Softmax", "Softplus", "Split",
+    "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze", "Where",
+    # ... and elementwise or shape operators other exporters emit for the same layers.
+    "Abs", "BatchNormalization", "CastLike", "Dropout", "Floor", "Gemm", "Greater", "Log",
+    "Max", "Min", "Or", "RandomNormal", "RandomUniform", "RandomUniformLike", "Reciprocal",
+    "ReduceMin", "Round", "Sign", "Sin", "Cos", "Size", "Tile", "Flatten",
+})  # fmt: skip
+"""Operators an uploaded ONNX voice may use: each costs time and memory in proportion to
+its input's size, so the probe's one sentence says how the graph behaves on others."""
 
-def check_onnx_model(path: Path) -> set[str]:
-    """Validate the ONNX file at ``path``; return the names of its graph inputs."""
+COMPILED_OPERATORS = VOICE_OPERATORS | {"If"}
+"""Operators of a graph compiled here from a coqui checkpoint (its ``If`` is coqui's)."""
+
+
+def check_onnx_model(path: Path, *, operators: frozenset[str] = VOICE_OPERATORS) -> set[str]:
+    """Validate the ONNX file at ``path`` (made of ``operators`` only); return the names
+    of its graph inputs."""
     try:
         model = onnx.load(str(path), load_external_data=False)
     except (DecodeError, OSError, ValueError, RuntimeError) as exc:
@@ -28,6 +53,7 @@ def check_onnx_model(path: Path) -> set[str]:
         raise InvalidVoiceFiles("The ONNX model has an empty graph.", param="model")
     _check_inline_weights(model.graph)
     _check_standard_operators(model)
+    _check_allowed_operators(model, operators)
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
@@ -96,4 +122,16 @@ def _check_standard_operators(model: onnx.ModelProto) -> None:
     if custom:
         raise InvalidVoiceFiles(
             f"The ONNX model uses non-standard operator domains {custom}.", param="model"
+        )
+
+
+def _check_allowed_operators(model: onnx.ModelProto, operators: frozenset[str]) -> None:
+    used = {node.op_type for graph in _subgraphs(model.graph) for node in graph.node}
+    for function in model.functions:
+        used |= {node.op_type for node in function.node}
+    refused = sorted(used - operators)
+    if refused:
+        raise InvalidVoiceFiles(
+            f"The ONNX model uses operators a Piper or VITS voice does not: {refused[:8]}.",
+            param="model",
         )

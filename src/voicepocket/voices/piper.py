@@ -37,6 +37,13 @@ def config_path_for(model_path: Path) -> Path:
     return model_path.with_name(model_path.name + ".json")
 
 
+INFERENCE_RANGES = {"length_scale": (0.25, 4.0), "noise_scale": (0.0, 2.0), "noise_w": (0.0, 2.0)}
+"""Sane ranges of a config's inference scales (Piper's own voices use 1.0, 0.667 and 0.8):
+``length_scale`` multiplies the audio's length, so 200 would make every request of the
+voice run 200 times longer and hold its memory.
+"""
+
+
 @cache
 def _espeak_symbols() -> frozenset[str]:
     """Characters espeak-ng can read: letters, digits, punctuation and currency of the
@@ -92,6 +99,14 @@ def _check_config(config: PiperConfig) -> None:
             )
     if not isinstance(config.num_speakers, int) or config.num_speakers < 1:
         raise InvalidVoiceFiles("num_speakers must be a positive integer.", param="config")
+    scales = {"length_scale": config.length_scale, "noise_scale": config.noise_scale,
+              "noise_w": config.noise_w_scale}  # fmt: skip
+    for name, value in scales.items():
+        low, high = INFERENCE_RANGES[name]
+        if not isinstance(value, int | float) or not low <= value <= high:
+            raise InvalidVoiceFiles(
+                f"inference.{name} must be a number from {low} to {high}.", param="config"
+            )
 
 
 def check_voice_files(model_path: Path) -> PiperConfig:
