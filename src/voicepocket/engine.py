@@ -47,7 +47,7 @@ class Engine:
         """``voices`` builds the voice host from the registry (default: this process's
         pool, ``ResidentVoices``)."""
         self.settings = settings
-        settings.home.mkdir(parents=True, exist_ok=True)
+        settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)  # keys, models, audio
         self.registry = Registry(
             database=make_database(settings.database_url),
             models=ModelRepository(

@@ -36,3 +36,6 @@ def test_openapi_describes_the_service(server: Server) -> None:
     spec = httpx.get(f"{server.url}/openapi.json").json()
     assert spec["info"]["version"] == __version__
     assert {"/v1/audio/speech", "/v1/voices", "/v1/syntheses", "/healthz"} <= set(spec["paths"])
+    # Swagger UI and ReDoc would load a CDN's scripts on the origin that holds the key.
+    for page in ("/docs", "/redoc"):
+        assert httpx.get(f"{server.url}{page}").status_code == 404, page

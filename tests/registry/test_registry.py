@@ -47,6 +47,11 @@ def assert_nothing_registered(engine: Engine) -> None:
     assert list((engine.settings.home / "tmp").glob("*")) == []
 
 
+def test_the_home_folder_is_private(fresh: Engine) -> None:
+    """It holds the demo key, the SQLite registry, models and stored audio."""
+    assert fresh.settings.home.stat().st_mode & 0o777 == 0o700
+
+
 def test_register_records_checksums_and_measured_cost(fresh: Engine, joe_files) -> None:
     model, config = joe_files
     record = fresh.add_voice(

@@ -67,6 +67,10 @@ def create_app(
         version=__version__,
         summary="Text to speech in your own voices; OpenAI-compatible.",
         lifespan=lifespan,
+        # Swagger UI and ReDoc load their scripts from a CDN, on the origin where the web
+        # page keeps the caller's key: off. The schema stays at /openapi.json.
+        docs_url=None,
+        redoc_url=None,
     )
     error_handlers.install(app)
     # training before voices: its /v1/voices/... routes would be swallowed by voice_id:path
