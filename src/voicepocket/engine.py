@@ -56,6 +56,7 @@ class Engine:
             ),
             work_dir=settings.home / "tmp",
             max_upload_bytes=settings.max_upload_bytes,
+            max_config_bytes=settings.max_config_bytes,
             pool_budget_bytes=settings.pool_bytes,
             probe_threads=settings.threads,
             default_voice=default_voice_ref(settings),

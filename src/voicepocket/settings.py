@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=512 * 1024**2, gt=0)
     """Largest voice file accepted at registration, in bytes."""
 
+    max_config_bytes: int = Field(default=1024**2, gt=0)
+    """Largest voice config accepted at registration, in bytes (joe's is 5 KB; a Piper
+    config with hundreds of speakers is under 100 KB), refused before it is parsed."""
+
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
     """Largest request body of the JSON routes, in bytes (a 4,096-character input is at
     most 25 KB of JSON); ``POST /v1/syntheses`` (jobs up to ``max_job_chars``) and the

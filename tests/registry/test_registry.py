@@ -212,6 +212,24 @@ def test_upload_over_the_size_limit_is_refused(tmp_path: Path, joe_files) -> Non
     engine.close()
 
 
+def test_a_config_too_large_or_too_deep_is_refused(tmp_path: Path, joe_files) -> None:
+    """Over its own limit a config is refused before it is parsed (413); one nested deeper
+    than any parser goes is an invalid config (422), not a server error."""
+    engine = Engine(make_settings(tmp_path / "small", max_config_bytes=64 * 1024))
+    engine.registry.migrate()
+    large = tmp_path / "large.json"
+    large.write_text(json.dumps({**joe_config(), "padding": "x" * 100_000}))
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 30_000 + "]" * 30_000)
+    for config, error, status in ((large, PayloadTooLarge, 413), (deep, InvalidVoiceFiles, 422)):
+        with pytest.raises(error) as info:
+            engine.add_voice(owner="alice", slug="odd", model_file=joe_files[0],
+                             config_file=config, prewarm=False)  # fmt: skip
+        assert info.value.status == status and info.value.param == "config", info.value
+    assert_nothing_registered(engine)
+    engine.close()
+
+
 def test_voice_costing_more_than_the_pool_is_refused(tmp_path: Path, joe_files) -> None:
     engine = Engine(make_settings(tmp_path / "tight", pool_bytes=50_000_000))
     engine.registry.migrate()

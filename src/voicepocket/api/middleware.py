@@ -49,7 +49,7 @@ class BodyLimits:
             json_bytes=settings.max_body_bytes,
             synthesis_bytes=JSON_PER_CHAR * settings.max_job_chars + settings.max_body_bytes,
             recording_bytes=recording_bytes + form_overhead,
-            upload_bytes=2 * settings.max_upload_bytes + form_overhead,  # model + config
+            upload_bytes=settings.max_upload_bytes + settings.max_config_bytes + form_overhead,
             timeout_s=settings.body_timeout_s,
             min_rate=settings.body_min_rate,
         )

@@ -113,6 +113,7 @@ class VoiceRegistry:
         *,
         work_dir: Path,
         max_upload_bytes: int,
+        max_config_bytes: int,
         pool_budget_bytes: int,
         probe_threads: int,
         default_voice: VoiceRef,
@@ -125,6 +126,7 @@ class VoiceRegistry:
         self._sessions = sessions
         self._work_dir = work_dir
         self._max_upload_bytes = max_upload_bytes
+        self._max_config_bytes = max_config_bytes
         self._pool_budget_bytes = pool_budget_bytes
         self._probe_threads = probe_threads
         self._coqui_python = coqui_python
@@ -168,8 +170,8 @@ class VoiceRegistry:
             raise VoiceExists(f"Voice {owner}/{slug} already exists.", param="slug")
         staging = self._work_dir / f"register-{uuid.uuid4().hex}"
         try:
-            limit = None if bundled else self._max_upload_bytes
-            model, config = self._copy_aside(staging, model_file, config_file, limit=limit)
+            limits = (None, None) if bundled else (self._max_upload_bytes, self._max_config_bytes)
+            model, config = self._copy_aside(staging, model_file, config_file, limits=limits)
             model, config = convert_files(
                 kind, model, config, out_dir=staging / "compiled", coqui_python=self._coqui_python
             )
@@ -199,14 +201,18 @@ class VoiceRegistry:
 
     @staticmethod
     def _copy_aside(
-        staging: Path, model_file: Path, config_file: Path, *, limit: int | None
-    ) -> tuple[Path, Path]:
-        """Copy the caller's files into a private folder under fixed names, size-checked,
-        so what is validated is exactly what gets stored."""
+        staging: Path, model_file: Path, config_file: Path,
+        *, limits: tuple[int | None, int | None],
+    ) -> tuple[Path, Path]:  # fmt: skip
+        """Copy the caller's files into a private folder under fixed names, each checked
+        against its size limit (model, config) before anything parses it, so what is
+        validated is exactly what gets stored."""
         staging.mkdir(parents=True)
         copies = (staging / MODEL_NAME, staging / CONFIG_NAME)
         sources = (model_file, config_file)
-        for source, target, param in zip(sources, copies, ("model", "config"), strict=True):
+        for source, target, param, limit in zip(
+            sources, copies, ("model", "config"), limits, strict=True
+        ):
             try:
                 size = source.stat().st_size
             except OSError as exc:

@@ -59,7 +59,7 @@ def read_config(config_path: Path) -> PiperConfig:
     try:
         raw: dict[str, Any] = json.loads(config_path.read_text(encoding="utf-8"))
         config = PiperConfig.from_dict(raw)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise InvalidVoiceFiles("The voice config is not valid JSON.", param="config") from exc
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise InvalidVoiceFiles(
