@@ -110,3 +110,29 @@ def looping_model() -> onnx.ModelProto:
         ],
         [one],
     )
+
+
+def external_data_in_function_model() -> onnx.ModelProto:
+    """The graph calls a local function whose ``Constant`` points at a file outside the
+    upload: the external-data check must look inside functions too."""
+    tensor = numpy_helper.from_array(np.full(1, 0.01, dtype=np.float32), "w")
+    tensor.ClearField("raw_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", "../../../../etc/passwd"), ("offset", "0"), ("length", "4")):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    scale = helper.make_function(
+        "", "Scale", ["x"], ["y"],
+        [helper.make_node("Constant", [], ["w"], value=tensor),
+         helper.make_node("Mul", ["x", "w"], ["y"])],
+        opset_imports=[helper.make_opsetid("", 17)],
+    )  # fmt: skip
+    model = _model(
+        [
+            helper.make_node("Cast", ["input"], ["as_float"], to=TensorProto.FLOAT),
+            helper.make_node("Scale", ["as_float"], ["output"], domain=""),
+        ],
+        [],
+    )
+    model.functions.append(scale)
+    return model

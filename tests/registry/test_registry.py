@@ -111,6 +111,7 @@ def test_duplicate_slug_conflicts_and_replace_swaps_files(fresh: Engine, tmp_pat
     [
         ("truncated", "not a readable ONNX"),
         ("external_data", "external data"),
+        ("external_data_in_function", "external data"),
         ("custom_operator", "non-standard operator"),
         ("loop", r"operators a Piper or VITS voice does not: \['Loop'\]"),
         ("length_scale_huge", "length_scale must be a number from 0.25 to 4.0"),
@@ -140,6 +141,7 @@ def test_bad_voices_are_refused_and_leave_nothing(
     else:
         model = {
             "external_data": onnx_models.external_data_model,
+            "external_data_in_function": onnx_models.external_data_in_function_model,
             "custom_operator": onnx_models.custom_operator_model,
             "fails_when_run": onnx_models.failing_at_run_model,
             "loop": onnx_models.looping_model,

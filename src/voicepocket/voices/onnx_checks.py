@@ -51,7 +51,7 @@ def check_onnx_model(path: Path, *, operators: frozenset[str] = VOICE_OPERATORS)
         raise InvalidVoiceFiles("The model is not a readable ONNX file.", param="model") from exc
     if not model.graph.node:
         raise InvalidVoiceFiles("The ONNX model has an empty graph.", param="model")
-    _check_inline_weights(model.graph)
+    _check_inline_weights(model)
     _check_standard_operators(model)
     _check_allowed_operators(model, operators)
     try:
@@ -84,28 +84,50 @@ def initialize_onnxruntime() -> None:
 def _subgraphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
     yield graph
     for node in graph.node:
-        for attribute in node.attribute:
-            if attribute.HasField("g"):
-                yield from _subgraphs(attribute.g)
-            for subgraph in attribute.graphs:
-                yield from _subgraphs(subgraph)
+        yield from _subgraphs_of(node)
 
 
-def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
-    for subgraph in _subgraphs(graph):
-        yield from subgraph.initializer
-        for sparse in subgraph.sparse_initializer:
+def _subgraphs_of(node: onnx.NodeProto) -> Iterator[onnx.GraphProto]:
+    for attribute in node.attribute:
+        if attribute.HasField("g"):
+            yield from _subgraphs(attribute.g)
+        for subgraph in attribute.graphs:
+            yield from _subgraphs(subgraph)
+
+
+def _nodes(model: onnx.ModelProto) -> Iterator[onnx.NodeProto]:
+    """Every node: of the graph, of its subgraphs, and of the model's local functions
+    (and their subgraphs), which onnxruntime inlines where they are called."""
+    for graph in _subgraphs(model.graph):
+        yield from graph.node
+    for function in model.functions:
+        for node in function.node:
+            yield node
+            for subgraph in _subgraphs_of(node):
+                yield from subgraph.node
+
+
+def _tensors(model: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
+    for graph in _subgraphs(model.graph):
+        yield from graph.initializer
+        for sparse in graph.sparse_initializer:
             yield sparse.values
             yield sparse.indices
-        for node in subgraph.node:
-            for attribute in node.attribute:
-                if attribute.HasField("t"):
-                    yield attribute.t
-                yield from attribute.tensors
+    for node in _nodes(model):
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            sparse_tensors = [*attribute.sparse_tensors]
+            if attribute.HasField("sparse_tensor"):
+                sparse_tensors.append(attribute.sparse_tensor)
+            for sparse in sparse_tensors:
+                yield sparse.values
+                yield sparse.indices
 
 
-def _check_inline_weights(graph: onnx.GraphProto) -> None:
-    for tensor in _tensors(graph):
+def _check_inline_weights(model: onnx.ModelProto) -> None:
+    for tensor in _tensors(model):
         if tensor.data_location == onnx.TensorProto.EXTERNAL or tensor.external_data:
             raise InvalidVoiceFiles(
                 "The ONNX model references external data files; weights must be inline.",
@@ -115,9 +137,8 @@ def _check_inline_weights(graph: onnx.GraphProto) -> None:
 
 def _check_standard_operators(model: onnx.ModelProto) -> None:
     domains = {opset.domain for opset in model.opset_import}
-    domains |= {node.domain for graph in _subgraphs(model.graph) for node in graph.node}
-    if model.functions:
-        domains |= {function.domain for function in model.functions}
+    domains |= {node.domain for node in _nodes(model)}
+    domains |= {function.domain for function in model.functions}
     custom = sorted(domains - STANDARD_DOMAINS)
     if custom:
         raise InvalidVoiceFiles(
@@ -126,9 +147,7 @@ def _check_standard_operators(model: onnx.ModelProto) -> None:
 
 
 def _check_allowed_operators(model: onnx.ModelProto, operators: frozenset[str]) -> None:
-    used = {node.op_type for graph in _subgraphs(model.graph) for node in graph.node}
-    for function in model.functions:
-        used |= {node.op_type for node in function.node}
+    used = {node.op_type for node in _nodes(model)}
     refused = sorted(used - operators)
     if refused:
         raise InvalidVoiceFiles(
