@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
+
 LOG_TAIL_BYTES = 2000
 """How much of a child process's log a start-up failure quotes."""
 
@@ -72,3 +74,11 @@ def _tail(log: Path) -> str:
             return file.read().decode(errors="replace")
     except OSError as error:
         return f"(log unreadable: {error})"
+
+
+def metric(client: httpx.Client, name: str) -> float:
+    """The value of an unlabelled sample in the server's ``/metrics``."""
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split(" ")[1])
+    raise AssertionError(f"no metric {name}")

@@ -57,9 +57,10 @@ class AdmissionControl(Protocol):
 class Admission:
     """Counts admitted requests, globally and per owner, in this process."""
 
-    def __init__(self, *, capacity: int, per_owner: int) -> None:
+    def __init__(self, *, capacity: int, per_owner: int, what: str = "requests") -> None:
         self._capacity = capacity
         self._per_owner = per_owner
+        self._what = what
         # Guards the two counters below.
         self._lock = threading.Lock()
         self._admitted = 0
@@ -70,11 +71,15 @@ class Admission:
         with self._lock:
             if self._by_owner.get(owner, 0) >= self._per_owner:
                 raise RateLimited(
-                    f"Too many requests in flight for this API key (limit {self._per_owner}).",
+                    f"Too many {self._what} in flight for this API key "
+                    f"(limit {self._per_owner}).",
                     retry_after_s=1.0,
                 )
             if self._admitted >= self._capacity:
-                raise RateLimited("The server is busy; retry shortly.", retry_after_s=1.0)
+                raise RateLimited(
+                    f"The server has too many {self._what} in flight; retry shortly.",
+                    retry_after_s=1.0,
+                )
             self._admitted += 1
             self._by_owner[owner] = self._by_owner.get(owner, 0) + 1
         return Ticket(owner)

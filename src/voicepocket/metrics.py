@@ -51,6 +51,7 @@ class Metrics:
         pool_stats: Callable[[], PoolStats],
         queue_depth: Callable[[], int],
         admitted: Callable[[], int],
+        uploads: Callable[[], int],
     ) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
@@ -110,4 +111,10 @@ class Metrics:
             registry=self.registry,
         )
         admitted_now.set_function(admitted)
+        uploads_now = Gauge(
+            "voicepocket_uploads_in_flight",
+            "Voice uploads, recording checks and exports admitted and not yet answered",
+            registry=self.registry,
+        )
+        uploads_now.set_function(uploads)
         self.registry.register(PoolCollector(pool_stats))

@@ -104,6 +104,17 @@ class Settings(BaseSettings):
     per_key_requests: int = Field(default=8, ge=1)
     """Requests one API key may have admitted (running or waiting) at once; past it, 429."""
 
+    upload_workers: int = Field(default=2, ge=1)
+    """Voice uploads (probe, coqui compile) and recording checks run at once, on threads
+    of their own: key checks and speech never wait behind them."""
+
+    upload_queue: int = Field(default=16, ge=0)
+    """Uploads and recording checks admitted beyond ``upload_workers`` (reading their
+    body, or waiting for a thread); past it, 429."""
+
+    per_key_uploads: int = Field(default=2, ge=1)
+    """Uploads and recording checks one API key may have in flight at once; past it, 429."""
+
     first_chunk_chars: int = Field(default=16, ge=10)
     """Longest first text chunk of a request, in characters, when an inference slot is free
     (behind a queue, whole sentences): two or three words, so audio starts within ~100 ms;

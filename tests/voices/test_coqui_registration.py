@@ -14,6 +14,7 @@ from coqui_support import run_coqui
 from server import start_server
 from typer.testing import CliRunner
 
+from voicepocket.children import ADDRESS_SPACE_LIMIT
 from voicepocket.cli import app
 from voicepocket.engine import Engine
 from voicepocket.errors import EngineError, InvalidVoiceFiles, PayloadTooLarge
@@ -132,6 +133,9 @@ def test_oversized_upload_is_refused(fresh: Engine, coqui_checkpoints) -> None:
         (lambda raw: raw["model_args"].update(speakers_file="/etc/passwd"), "another file"),
         (lambda raw: raw["characters"].update(characters_class="os.system"), "not supported"),
         (lambda raw: raw.update(audio=None), "no audio object"),
+        (lambda raw: raw["model_args"].update(hidden_channels=100_000), "hidden_channels must"),
+        (lambda raw: raw["model_args"].update(upsample_rates_decoder=[8] * 100), "upsample_rates"),
+        (lambda raw: raw["audio"].update(fft_size=2**30), "audio.fft_size must"),
     ],
 )
 def test_configs_we_cannot_serve_are_refused_before_torch(
@@ -143,6 +147,40 @@ def test_configs_we_cannot_serve_are_refused_before_torch(
     with pytest.raises(InvalidVoiceFiles, match=message):
         register(fresh, small, edited_config(config, tmp_path / "c", edit))
     assert_nothing_registered(fresh)
+
+
+def test_the_compile_child_gets_no_secrets_a_memory_limit_and_only_its_folder(
+    coqui_checkpoints, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A compile child (here a stand-in for a subverted one) sees none of the server's
+    secrets, runs under the address-space limit, and the files it names outside its
+    output folder are not taken."""
+    monkeypatch.setenv("VOICEPOCKET_S3_SECRET_KEY", "s3-secret-value")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret-value")
+    report = tmp_path / "report"
+    report.mkdir()
+    child = tmp_path / "python"
+    child.write_text(
+        "#!/bin/sh\n"
+        f"env > {report}/env\n"
+        f"cat /proc/$$/limits > {report}/limits\n"
+        """echo '{"onnx": "/etc/passwd", "manifest": "/etc/hostname"}'\n"""
+    )
+    child.chmod(0o755)
+    engine = Engine(make_settings(tmp_path / "h", coqui_python=child))
+    engine.registry.migrate()
+    try:
+        with pytest.raises(InvalidVoiceFiles, match="outside its folder"):
+            register(engine, *coqui_checkpoints["en"])
+        assert_nothing_registered(engine)
+    finally:
+        engine.close()
+    env = (report / "env").read_text()
+    assert "secret-value" not in env and "VOICEPOCKET_" not in env
+    assert "PATH=" in env
+    address_space = next(line for line in (report / "limits").read_text().splitlines()
+                         if line.startswith("Max address space"))  # fmt: skip
+    assert str(ADDRESS_SPACE_LIMIT) in address_space
 
 
 def test_not_json_config_is_refused(fresh: Engine, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from voicepocket.admission import Admission, AdmissionControl, FairScheduler
 from voicepocket.api import error_handlers, jobs, ops, page, speech, syntheses, training, voices
 from voicepocket.api.middleware import BodyLimits, RequestContext
 from voicepocket.api.state import Lifecycle, Services
+from voicepocket.api.uploads import HeavyWork
 from voicepocket.cache import OutputCache
 from voicepocket.engine import Engine
 from voicepocket.jobs import JobRunner
@@ -99,10 +100,13 @@ def build_services(
     admission = admission or Admission(
         capacity=settings.workers + settings.queue_size, per_owner=settings.per_key_requests
     )
+    uploads = HeavyWork(workers=settings.upload_workers, queue=settings.upload_queue,
+                        per_owner=settings.per_key_uploads)  # fmt: skip
     metrics = Metrics(
         pool_stats=engine.voices.stats,
         queue_depth=lambda: scheduler.waiting,
         admitted=lambda: admission.admitted,
+        uploads=lambda: uploads.in_flight,
     )
     synthesizer = Synthesizer(
         speech=engine.voices,
@@ -127,4 +131,5 @@ def build_services(
         metrics=metrics,
         cache=cache,
         training=VoiceTraining(engine),
+        uploads=uploads,
     )

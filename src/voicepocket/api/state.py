@@ -6,6 +6,7 @@ import enum
 import threading
 from dataclasses import dataclass, field
 
+from voicepocket.api.uploads import HeavyWork
 from voicepocket.archive import AudioArchive
 from voicepocket.cache import OutputCache
 from voicepocket.engine import Engine
@@ -58,5 +59,7 @@ class Services:
     cache: OutputCache
     training: VoiceTraining
     """A user's own voices: drafts, samples, consent, training."""
+    uploads: HeavyWork
+    """Threads and per-key slots for voice uploads, recording checks and exports."""
     lifecycle: Lifecycle = Lifecycle.STARTING
     in_flight: InFlight = field(default_factory=InFlight)

@@ -133,13 +133,14 @@ async def add_sample(
 ) -> SampleOut:
     """Add a recording of a prompt (``prompt_id``) or of ``text``; checked at once: 201, or
     422 with the reason (``code``) and what to do."""
-    data, fields = await _recording(request)
-    sample = await run_in_threadpool(
-        lambda: services.training.add_sample(
-            owner=owner, voice=f"{owner_name}/{slug}", data=data,
-            text=fields.get("text") or None, prompt_id=fields.get("prompt_id") or None,
+    async with services.uploads.admitted(owner):
+        data, fields = await _recording(request)
+        sample = await services.uploads.run(
+            lambda: services.training.add_sample(
+                owner=owner, voice=f"{owner_name}/{slug}", data=data,
+                text=fields.get("text") or None, prompt_id=fields.get("prompt_id") or None,
+            )
         )
-    )
     return _sample_out(sample)
 
 
@@ -171,11 +172,12 @@ async def add_consent(
 ) -> SampleOut:
     """The owner reading the consent sentence (``consent`` of ``GET /v1/voices/prompts``);
     English recordings are checked against it by the offline recognizer."""
-    data, _ = await _recording(request)
-    sample = await run_in_threadpool(
-        lambda: services.training.add_consent(owner=owner, voice=f"{owner_name}/{slug}",
-                                              data=data)
-    )
+    async with services.uploads.admitted(owner):
+        data, _ = await _recording(request)
+        sample = await services.uploads.run(
+            lambda: services.training.add_consent(owner=owner, voice=f"{owner_name}/{slug}",
+                                                  data=data)
+        )
     return _sample_out(sample)
 
 
@@ -231,9 +233,10 @@ async def training_events(
 @router.get("/{owner_name}/{slug}/export")
 async def export(owner_name: str, slug: str, owner: Caller, services: ServicesDep) -> Response:
     """Your voice to take away: a zip of its ONNX model and config (Piper-style layout)."""
-    data = await run_in_threadpool(
-        lambda: services.training.export(owner=owner, voice=f"{owner_name}/{slug}")
-    )
+    async with services.uploads.admitted(owner):
+        data = await services.uploads.run(
+            lambda: services.training.export(owner=owner, voice=f"{owner_name}/{slug}")
+        )
     disposition = f'attachment; filename="{owner_name}-{slug}.zip"'
     return Response(data, media_type="application/zip",
                     headers={"Content-Disposition": disposition})  # fmt: skip

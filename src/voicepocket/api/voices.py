@@ -69,6 +69,11 @@ async def upload_voice(request: Request, owner: Caller, services: ServicesDep) -
     """Upload a voice (multipart: model, config, slug[, kind, public, replace]): a Piper
     voice, or with ``kind=coqui`` a coqui-tts VITS checkpoint, compiled to ONNX here.
     Answers 201 once it is validated, registered and warm in the pool."""
+    async with services.uploads.admitted(owner):
+        return await _upload(request, owner, services)
+
+
+async def _upload(request: Request, owner: str, services: ServicesDep) -> VoiceOut:
     form = await request.form(max_files=2, max_fields=8)
     kind = str(form.get("kind") or "piper")
     if kind not in UPLOAD_NAMES:
@@ -83,9 +88,9 @@ async def upload_voice(request: Request, owner: Caller, services: ServicesDep) -
     folder = Path(tempfile.mkdtemp(prefix="upload-", dir=_work_dir(services)))
     try:
         model_path, config_path = (folder / name for name in UPLOAD_NAMES[kind])
-        await run_in_threadpool(_save, model, model_path)
-        await run_in_threadpool(_save, config, config_path)
-        record = await run_in_threadpool(
+        await services.uploads.run(_save, model, model_path)
+        await services.uploads.run(_save, config, config_path)
+        record = await services.uploads.run(
             lambda: services.engine.add_voice(
                 owner=owner, slug=slug, kind=kind, model_file=model_path,
                 config_file=config_path, public=public, replace=replace,

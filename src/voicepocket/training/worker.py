@@ -25,12 +25,10 @@ and its run files removed; nothing half-registered is left.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -39,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from voicepocket.children import child_env, kill_group
 from voicepocket.engine import Engine
 from voicepocket.errors import TrainingFailed, VoicePocketError
 from voicepocket.registry.repository import file_blocks
@@ -239,7 +238,7 @@ class TrainingWorker:
         try:
             self._process = subprocess.Popen(
                 command, stdout=subprocess.PIPE, stderr=log, text=True, cwd=spec.parent,
-                start_new_session=True,
+                env=child_env(), start_new_session=True,
             )  # fmt: skip
             deadline = time.monotonic() + self.settings.train_timeout_s
             assert self._process.stdout is not None
@@ -318,8 +317,7 @@ class TrainingWorker:
     def _kill(self) -> None:
         process = self._process
         if process is not None and process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
+            kill_group(process)
 
 
 class _Heartbeat:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 
+from voicepocket import children
 from voicepocket.errors import EngineError, InvalidVoiceFiles
 from voicepocket.voices.base import AudioChunk, SynthesisParams, TextProfile
 from voicepocket.voices.coqui_config import (
@@ -83,6 +84,20 @@ def _scales(manifest: CoquiManifest, params: SynthesisParams) -> np.ndarray:
     return np.array([noise, manifest.length_scale / params.speed, noise_dp], dtype=np.float32)
 
 
+def _output(out_dir: Path, reported: object) -> Path:
+    """A file the compile child says it wrote: only a regular file in its output folder
+    is taken (a child tricked into naming ``/etc/passwd`` or a link gets nothing)."""
+    path = Path(str(reported))
+    if (
+        not isinstance(reported, str)
+        or path.parent.resolve() != out_dir.resolve()
+        or path.is_symlink()
+        or not path.is_file()
+    ):
+        raise InvalidVoiceFiles("The checkpoint's compile reported files outside its folder.")
+    return path
+
+
 class CoquiVoice:
     """A loaded coqui VITS voice; ``synthesize`` yields one chunk per text chunk."""
 
@@ -116,14 +131,7 @@ class CoquiVoice:
             str(checkpoint), str(config), "--out", str(out_dir),
         ]  # fmt: skip
         try:
-            completed = subprocess.run(
-                command,
-                capture_output=True,
-                text=True,
-                timeout=CONVERT_TIMEOUT_S,
-                check=False,
-                cwd=out_dir.parent,
-            )
+            completed = children.run(command, timeout_s=CONVERT_TIMEOUT_S, cwd=out_dir.parent)
         except subprocess.TimeoutExpired as exc:
             raise InvalidVoiceFiles("Converting the checkpoint took too long.") from exc
         lines = completed.stdout.strip().splitlines()
@@ -140,8 +148,8 @@ class CoquiVoice:
                 "The checkpoint could not be converted; it is not a working coqui VITS model."
             )
         _LOGGER.info("Converted coqui checkpoint: load %.1f s, export %.1f s",
-                     result["load_s"], result["export_s"])  # fmt: skip
-        return Path(result["onnx"]), Path(result["manifest"])
+                     result.get("load_s", 0.0), result.get("export_s", 0.0))  # fmt: skip
+        return _output(out_dir, result["onnx"]), _output(out_dir, result.get("manifest"))
 
     @staticmethod
     def validate_files(model_path: Path) -> None:

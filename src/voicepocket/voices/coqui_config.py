@@ -5,7 +5,8 @@ Both sides of registration use this module, and neither needs torch:
 - ``check_coqui_config`` refuses, before any torch code sees it, an uploaded config that is
   not a single-speaker, character-based VITS config whose cleaner we reproduce exactly, or
   that points at other files (speaker, d-vector, language or encoder files are paths on the
-  training machine; coqui would open them);
+  training machine; coqui would open them), or whose sizes (channels, layers, kernels,
+  FFT) are out of range: coqui builds the model from them before it reads a weight;
 - ``CoquiManifest`` is what registration stores beside the ONNX model
   (``voice.onnx.json``): the vocabulary in id order, special tokens, cleaner, language,
   sample rate, inference defaults, silence trimming, and the sha256 of the source files.
@@ -49,6 +50,29 @@ _PATH_FIELDS = (
     "speaker_encoder_config_path",
 )
 _SPEAKER_SWITCHES = ("use_speaker_embedding", "use_d_vector_file", "use_speaker_encoder_as_loss")
+
+
+MODEL_SIZES = {
+    "num_chars": MAX_VOCAB, "out_channels": 4097, "spec_segment_size": 1024,
+    "hidden_channels": 1024, "hidden_channels_ffn_text_encoder": 4096,
+    "num_heads_text_encoder": 16, "num_layers_text_encoder": 16, "kernel_size_text_encoder": 15,
+    "kernel_size_posterior_encoder": 15, "dilation_rate_posterior_encoder": 16,
+    "num_layers_posterior_encoder": 32, "kernel_size_flow": 15, "dilation_rate_flow": 16,
+    "num_layers_flow": 16, "upsample_initial_channel_decoder": 2048,
+    "speaker_embedding_channels": 1024, "d_vector_dim": 4096, "embedded_language_dim": 1024,
+}  # fmt: skip
+"""Largest value of each size in ``model_args`` (defaults: 192 hidden channels, 6 text
+encoder layers, 512 decoder channels...): coqui builds the model from the config before it
+reads a weight, so a ``hidden_channels: 100000`` would take the memory first."""
+
+MODEL_SIZE_LISTS = {
+    "resblock_kernel_sizes_decoder": 15, "resblock_dilation_sizes_decoder": 64,
+    "upsample_rates_decoder": 64, "upsample_kernel_sizes_decoder": 128,
+    "periods_multi_period_discriminator": 64,
+}  # fmt: skip
+"""Largest entry of each list of sizes in ``model_args`` (each at most 8 lists of 8)."""
+
+AUDIO_SIZES = {"fft_size": 8192, "win_length": 8192, "hop_length": 4096, "num_mels": 512}
 
 
 def _refuse(message: str) -> InvalidVoiceFiles:
@@ -109,11 +133,37 @@ def check_coqui_config(raw: dict[str, Any]) -> None:
     audio = raw.get("audio")
     if not isinstance(audio, dict):
         raise _refuse("The config has no audio object.")
+    _check_sizes(args, audio)
     rate = audio.get("sample_rate")
     if not isinstance(rate, int) or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
         raise _refuse(
             f"audio.sample_rate must be an integer from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE}."
         )
+
+
+def _check_sizes(args: dict[str, Any], audio: dict[str, Any]) -> None:
+    for holder, limits, where in ((args, MODEL_SIZES, "model_args"), (audio, AUDIO_SIZES, "audio")):
+        for name, most in limits.items():
+            value = holder.get(name)
+            if value is not None and not _size_ok(value, most):
+                raise _refuse(f"{where}.{name} must be an integer from 0 to {most}.")
+    for name, most in MODEL_SIZE_LISTS.items():
+        value = args.get(name)
+        if value is not None and not _sizes_ok(value, most):
+            raise _refuse(f"model_args.{name} must be at most 8 integers (or lists of 8) "
+                          f"from 0 to {most}.")  # fmt: skip
+
+
+def _size_ok(value: Any, most: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= most
+
+
+def _sizes_ok(value: Any, most: int, *, depth: int = 0) -> bool:
+    if not isinstance(value, list) or len(value) > 8:
+        return False
+    if depth == 0 and all(isinstance(item, list) for item in value):
+        return all(_sizes_ok(item, most, depth=1) for item in value)
+    return all(_size_ok(item, most) for item in value)
 
 
 def sanitized(raw: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,8 @@ estimate tracks the average growth per extra voice in a serving process (tested 
 
 The child also isolates the server from hostile model files: onnxruntime opens the file
 for the first time here, under an address-space limit and a timeout, so a model that
-crashes or exhausts the runtime takes down only the probe.
+crashes or exhausts the runtime takes down only the probe (``voicepocket.children``: no
+secrets in its environment).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import argparse
 import gc
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -30,10 +30,10 @@ from pathlib import Path
 
 import psutil
 
+from voicepocket import children
 from voicepocket.errors import InvalidVoiceFiles
 
 PROBE_TIMEOUT_S = 180.0
-ADDRESS_SPACE_LIMIT = 16 * 1024**3
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,14 +64,7 @@ def probe_voice(kind: str, model_path: Path, *, threads: int) -> ProbeResult:
         "--kind", kind, "--threads", str(threads),
     ]  # fmt: skip
     try:
-        completed = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            timeout=PROBE_TIMEOUT_S,
-            preexec_fn=_limit_address_space,
-            check=False,
-        )
+        completed = children.run(command, timeout_s=PROBE_TIMEOUT_S)
     except subprocess.TimeoutExpired as exc:
         raise InvalidVoiceFiles("The voice took too long to load and run.") from exc
     if completed.returncode != 0:
@@ -82,10 +75,6 @@ def probe_voice(kind: str, model_path: Path, *, threads: int) -> ProbeResult:
     if result.audio_s <= 0:
         raise InvalidVoiceFiles("The voice produced no audio for a test sentence.")
     return result
-
-
-def _limit_address_space() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE_LIMIT, ADDRESS_SPACE_LIMIT))
 
 
 def _rss() -> int:
