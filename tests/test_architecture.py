@@ -19,9 +19,10 @@ BELOW: dict[str, set[str]] = {
     "settings": set(),
     "chunks": set(),
     "logs": set(),
+    "children": set(),
     "text": {"errors"},
     "audio": {"chunks", "errors"},
-    "voices": {"chunks", "errors"},
+    "voices": {"children", "chunks", "errors"},
     "pool": {"errors"},
     "store": {"errors", "settings"},
     "admission": {"errors"},
@@ -33,7 +34,8 @@ BELOW: dict[str, set[str]] = {
     "synthesizer": {"admission", "audio", "chunks", "errors", "metrics", "speech"},
     "cache": {"chunks", "errors", "registry", "speech", "store"},
     "jobs": {"archive", "chunks", "errors", "registry", "synthesizer"},
-    "training": {"engine", "errors", "registry", "settings", "store", "text", "voices"},
+    "training": {"children", "engine", "errors", "registry", "settings", "store", "text",
+                 "voices"},
 }
 """Each part below the API, and the parts it may import: nothing above itself."""
 

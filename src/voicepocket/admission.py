@@ -77,7 +77,7 @@ class Admission:
                 )
             if self._admitted >= self._capacity:
                 raise RateLimited(
-                    f"The server has too many {self._what} in flight; retry shortly.",
+                    f"The server is busy: too many {self._what} in flight; retry shortly.",
                     retry_after_s=1.0,
                 )
             self._admitted += 1

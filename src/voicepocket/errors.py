@@ -6,6 +6,7 @@ The tree (HTTP status in brackets)::
      ├── RequestError                 [400] the request itself is wrong
      │    ├── EmptyText               [400] nothing speakable is left after normalization
      │    ├── TextTooLong             [400] input over VOICEPOCKET_MAX_INPUT_CHARS
+     │    ├── AudioTooLong            [400] speech longer than VOICEPOCKET_MAX_AUDIO_S
      │    ├── UnsupportedFormat       [400] an audio format we do not encode
      │    ├── InvalidVoiceId          [400] not ``owner/slug`` / ``slug`` of allowed characters
      │    ├── InvalidVoiceFiles       [422] a voice's files fail validation at registration
@@ -77,6 +78,13 @@ class TextTooLong(RequestError):
     """The text is longer than ``VOICEPOCKET_MAX_INPUT_CHARS``."""
 
     code = "string_above_max_length"
+
+
+class AudioTooLong(RequestError):
+    """The speech would be longer than ``VOICEPOCKET_MAX_AUDIO_S`` (jobs:
+    ``VOICEPOCKET_MAX_JOB_AUDIO_S``)."""
+
+    code = "audio_above_max_duration"
 
 
 class UnsupportedFormat(RequestError):

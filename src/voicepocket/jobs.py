@@ -6,7 +6,8 @@ It claims the oldest queued job from the database, synthesizes it chunk by chunk
 the same fair scheduler as live requests (so a book never starves anyone's sentence),
 records progress with each chunk, stores the result through the archive at the job's
 fixed id, and marks the job done. Jobs whose runner died are queued again once their
-heartbeat is older than ``VOICEPOCKET_JOB_LEASE_S``.
+heartbeat is older than ``VOICEPOCKET_JOB_LEASE_S``, and ``failed`` once they have been
+run ``VOICEPOCKET_JOB_ATTEMPTS`` times: a job that kills its process is no crash loop.
 """
 
 from __future__ import annotations
@@ -38,14 +39,18 @@ class JobRunner:
         jobs: JobRegistry,
         archive: AudioArchive,
         max_chars: int,
+        max_audio_s: float,
         lease_s: float,
+        attempts: int,
         poll_s: float = 0.5,
     ) -> None:
         self._synthesizer = synthesizer
         self._jobs = jobs
         self._archive = archive
         self._max_chars = max_chars
+        self._max_audio_s = max_audio_s
         self._lease_s = lease_s
+        self._attempts = attempts
         self._poll_s = poll_s
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="job-runner", daemon=True)
@@ -61,7 +66,7 @@ class JobRunner:
     def _loop(self) -> None:
         while not self._stopping.is_set():
             try:
-                self._jobs.requeue_stale(lease_s=self._lease_s)
+                self._jobs.requeue_stale(lease_s=self._lease_s, attempts=self._attempts)
                 job = self._jobs.claim_next()
             except Exception:
                 _LOGGER.exception("Job queue unavailable")
@@ -77,6 +82,7 @@ class JobRunner:
             opened = self._synthesizer.open_job(
                 owner=job.owner, voice=job.voice, text=job.input, fmt=job.format,
                 params=SynthesisParams(speed=job.speed), limit=self._max_chars,
+                max_audio_s=self._max_audio_s,
             )  # fmt: skip
             total = len(opened.speech.chunks)
             self._jobs.progress(job.id, done=0, total=total)

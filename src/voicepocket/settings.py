@@ -126,6 +126,20 @@ class Settings(BaseSettings):
     max_job_chars: int = Field(default=200_000, gt=0)
     """Longest text an asynchronous job may carry, in characters (a book's chapter or two)."""
 
+    max_audio_s: float = Field(default=900.0, gt=0)
+    """Most audio one speech request may produce, in seconds (15 minutes): estimated before
+    synthesis from the normalized text and ``speed`` (400 when over), enforced while it
+    streams (the stream ends with an error). Bounds what one request costs (4,096 digits
+    read out at ``speed: 0.25`` would be half an hour)."""
+
+    max_job_audio_s: float = Field(default=6 * 3600.0, gt=0)
+    """Most audio one asynchronous job may produce, in seconds (a 200,000-character book
+    at normal speed is about 3.5 hours)."""
+
+    job_attempts: int = Field(default=3, ge=1)
+    """Times a job is run before it is ``failed`` when its runner keeps dying with it (a
+    job that crashes the process is not claimed for ever)."""
+
     job_lease_s: float = Field(default=30.0, gt=0)
     """A running job whose runner has not reported for this long is re-run, in seconds."""
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
+import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -71,8 +74,49 @@ def test_disconnect_cancels_the_rest_of_the_synthesis(tight: Server) -> None:
     assert after - before < 10  # of 40 sentences: synthesis stopped soon after
 
 
+def _send_and_leave(server: Server, key: str, body: dict[str, object]) -> socket.socket:
+    payload = json.dumps(body).encode()
+    head = (f"POST /v1/audio/speech HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}"
+            f"\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n")
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    sock.sendall(head.encode() + payload)
+    return sock
+
+
+def test_a_flac_client_that_leaves_stops_its_synthesis(tight: Server) -> None:
+    """flac sends nothing before its last chunk, so only a disconnect watcher notices the
+    client is gone; the synthesis stops at its next chunk (on the commit before, all 40)."""
+    with tight.client("flora") as flora:
+        before = metric(flora, "voicepocket_chunks_synthesized_total")
+        sock = _send_and_leave(tight, tight.key("flora"),
+                               {"input": LONG, "voice": "joe", "response_format": "flac"})
+        eventually(lambda: metric(flora, "voicepocket_chunks_synthesized_total") > before,
+                   timeout_s=60, what="the synthesis to start")  # fmt: skip
+        sock.close()
+        eventually(lambda: metric(flora, "voicepocket_admitted_requests") == 0,
+                   timeout_s=60, what="the synthesis released")  # fmt: skip
+        after = metric(flora, "voicepocket_chunks_synthesized_total")
+    assert after - before < 10  # of 40 sentences
+
+
+def test_audio_is_bounded_before_and_while_it_is_synthesized(tight: Server) -> None:
+    """4,096 digits read out at a quarter speed would be over an hour: refused at once."""
+    digits = " ".join(f"{n:09d}" for n in range(410))[:4096]
+    with tight.client("greta") as greta:
+        refused = greta.post("/v1/audio/speech",
+                             json={"input": digits, "voice": "joe", "speed": 0.25}, timeout=30)
+        assert refused.status_code == 400, refused.status_code
+        error = refused.json()["error"]
+        assert error["code"] == "audio_above_max_duration" and error["param"] == "input"
+        assert "900 seconds" in error["message"]
+        fine = greta.post("/v1/audio/speech", json={"input": LONG[:400], "voice": "joe"})
+        assert fine.status_code == 200
+
+
 def test_drain_on_sigterm(tmp_path_factory: pytest.TempPathFactory) -> None:
-    server = start_server(tmp_path_factory.mktemp("drain") / "home")
+    """In-flight requests finish within the drain; what would outlast it is stopped at
+    ``DRAIN_S`` (a long flac: on the commit before, the server ran it to its end)."""
+    server = start_server(tmp_path_factory.mktemp("drain") / "home", drain_s=8)
     body: list[bytes] = []
     started = threading.Event()
 
@@ -82,13 +126,19 @@ def test_drain_on_sigterm(tmp_path_factory: pytest.TempPathFactory) -> None:
             started.set()
             body.append(r.read())
 
+    long_flac = {"input": (LONG * 2)[:4000], "voice": "joe", "response_format": "flac"}
+
     # frank's key is made first: the CLI takes seconds on a busy machine, and the drain
     # only lasts as long as eve's request.
     with server.client("frank") as frank:
+        outlasting = _send_and_leave(server, server.key("frank"), long_flac)
+        eventually(lambda: metric(frank, "voicepocket_chunks_synthesized_total") > 0,
+                   timeout_s=60, what="the long synthesis to start")  # fmt: skip
         thread = threading.Thread(target=in_flight)
         thread.start()
         assert started.wait(60)
         server.process.send_signal(15)  # SIGTERM
+        signalled = time.monotonic()
         eventually(lambda: frank.get("/readyz").status_code == 503,
                    timeout_s=10, what="/readyz to say draining")  # fmt: skip
         refused = frank.post("/v1/audio/speech", json={"input": "Hi.", "voice": "joe"})
@@ -97,8 +147,14 @@ def test_drain_on_sigterm(tmp_path_factory: pytest.TempPathFactory) -> None:
     assert refused.headers["retry-after"]
     thread.join(120)
     assert server.process.wait(60) == 0
+    assert time.monotonic() - signalled < 8 + 10  # DRAIN_S, then a chunk and the exit
     info = sf.info(io.BytesIO(body[0]))
     assert info.frames > 22050 * 20  # the in-flight request finished in full
+    outlasting.settimeout(5)
+    answer = b"".join(iter(lambda: outlasting.recv(65536), b""))
+    outlasting.close()
+    assert b"200 OK" in answer.split(b"\r\n")[0]
+    assert not answer.endswith(b"0\r\n\r\n")  # cut: no last chunk, never taken for whole
 
 
 # -- the admission and scheduling logic itself (threads and events, no server) ---------

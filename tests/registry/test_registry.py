@@ -330,3 +330,21 @@ def test_postgresql_registry(tmp_path: Path, postgres_url: str) -> None:
     engine.delete_voice("alice/tiny", caller="alice")
     assert engine.registry.voices.list_voices(caller=None) == []
     engine.close()
+
+
+def test_a_job_whose_runner_keeps_dying_fails_after_its_attempts(fresh: Engine) -> None:
+    """A job that takes its process down with it is run ``JOB_ATTEMPTS`` times, then
+    ``failed``: no crash loop. A runner stopping cleanly costs no attempt."""
+    jobs = fresh.registry.jobs
+    job = jobs.create(owner="ivan", voice="joe", text="Crash me.", fmt="wav", speed=1.0)
+    claimed = jobs.claim_next()
+    assert claimed is not None and claimed.attempts == 1
+    jobs.requeue(job.id)  # a clean stop (SIGTERM): not an attempt
+    for attempt in (1, 2, 3):
+        claimed = jobs.claim_next()
+        assert claimed is not None and claimed.attempts == attempt
+        jobs.requeue_stale(lease_s=-1, attempts=3)  # its runner died
+    assert jobs.claim_next() is None
+    failed = jobs.get(job.id, owner="ivan")
+    assert failed.status.value == "failed"
+    assert "run 3 times" in (failed.error or "")

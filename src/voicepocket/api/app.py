@@ -47,7 +47,9 @@ def create_app(
             jobs=services.engine.registry.jobs,
             archive=services.archive,
             max_chars=settings.max_job_chars,
+            max_audio_s=settings.max_job_audio_s,
             lease_s=settings.job_lease_s,
+            attempts=settings.job_attempts,
         )
         runner.start()
         trainer = TrainingWorker(services.engine) if settings.train_worker else None
@@ -113,6 +115,7 @@ def build_services(
         chunking=engine.chunking(),
         short_first=engine.chunking(short_first=True),
         limit=settings.max_input_chars,
+        max_audio_s=settings.max_audio_s,
         admission=admission,
         scheduler=scheduler,
         metrics=metrics,

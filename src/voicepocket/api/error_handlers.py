@@ -8,8 +8,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect
-from starlette.responses import Response
 
 from voicepocket.errors import RetryLater, StorageError, VoicePocketError
 
@@ -75,14 +73,6 @@ async def _http_error(_: Request, error: Exception) -> JSONResponse:
     )
 
 
-CLIENT_CLOSED = 499
-"""Status logged for a request whose client left before its body was read (nginx's)."""
-
-
-async def _client_gone(_: Request, error: Exception) -> Response:
-    return Response(status_code=CLIENT_CLOSED)  # nobody reads it; the access log does
-
-
 async def _unexpected(_: Request, error: Exception) -> JSONResponse:
     _LOGGER.error("Unhandled error", exc_info=error)
     return error_response(500, "Internal server error.", type="server_error",
@@ -94,5 +84,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(VoicePocketError, _voicepocket_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unexpected)

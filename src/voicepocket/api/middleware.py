@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from voicepocket.api import error_handlers
@@ -26,6 +27,10 @@ _REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 ALWAYS_SERVED = ("/healthz", "/readyz", "/metrics")
 """Paths that still answer while draining, so orchestrators can watch the drain."""
 
+
+CLIENT_CLOSED = 499
+"""Status logged for a request whose client left before its answer (nginx's): a client
+leaving is not a server error."""
 
 JSON_PER_CHAR = 6
 """Most JSON bytes one character of text can take (``\\uXXXX``)."""
@@ -114,6 +119,9 @@ class RequestContext:
                     await error_handlers.from_error(refusal)(scope, receive, send_with_id)
                     return
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            if status[0] == 500:  # no response started: log what nginx logs
+                status[0] = CLIENT_CLOSED
         finally:
             services.in_flight.leave()
             self._observe(services, scope, status[0], time.perf_counter() - started, request_id)

@@ -1,7 +1,8 @@
 """Running the app under uvicorn, with a drain on SIGTERM/SIGINT.
 
 On the first signal the service starts draining: new requests get 503 (health, readiness
-and metrics still answer), in-flight requests finish (up to ``VOICEPOCKET_DRAIN_S``), then
+and metrics still answer), in-flight requests finish (up to ``VOICEPOCKET_DRAIN_S``; past
+it, the syntheses still running are stopped at their next chunk, their streams cut), then
 uvicorn shuts down. A second signal exits at once.
 """
 
@@ -18,10 +19,15 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from voicepocket.api.app import create_app
 from voicepocket.api.state import Lifecycle, Services
+from voicepocket.errors import Draining
 from voicepocket.logs import configure_logging
 from voicepocket.settings import Settings
 
 _LOGGER = logging.getLogger(__name__)
+
+
+STOPPED_S = 5.0
+"""After the drain's deadline, how long stopped syntheses get to end their current chunk."""
 
 
 class DrainingServer(uvicorn.Server):
@@ -44,7 +50,12 @@ class DrainingServer(uvicorn.Server):
 
     def _finish_drain(self, services: Services) -> None:
         if not services.in_flight.idle.wait(self._drain_s):
-            _LOGGER.warning("Drain timed out with %d in flight", services.in_flight.count)
+            stopped = services.synthesizer.stop_all(
+                Draining("The server is shutting down; this synthesis was stopped.")
+            )
+            _LOGGER.warning("Drain timed out with %d in flight; %d syntheses stopped",
+                            services.in_flight.count, stopped)  # fmt: skip
+            services.in_flight.idle.wait(STOPPED_S)
         self.should_exit = True
 
 

@@ -18,7 +18,7 @@ from voicepocket.api.deps import Caller, ServicesDep
 from voicepocket.api.schemas import ErrorOut, SpeechRequest
 from voicepocket.chunks import SynthesisParams
 from voicepocket.errors import EngineError, VoicePocketError
-from voicepocket.synthesizer import OpenSynthesis, Synthesizer, close_blocks
+from voicepocket.synthesizer import ClientGone, OpenSynthesis, Synthesizer, close_blocks
 
 _LOGGER = logging.getLogger(__name__)
 router = APIRouter(tags=["speech"])
@@ -45,6 +45,13 @@ class SpeechResponse(StreamingResponse):
     ) -> None:
         super().__init__(synthesizer.stream(blocks), media_type=media_type, headers=headers)
         self._release: Callable[[], None] = lambda: _release(synthesizer, job, blocks)
+        self._stop = lambda: synthesizer.stop(job, ClientGone())
+
+    async def listen_for_disconnect(self, receive: Receive) -> None:
+        await super().listen_for_disconnect(receive)
+        # A cancelled task waits for its thread, which may be deep in a response that sends
+        # nothing until its end (flac): stop the synthesis at its next chunk.
+        self._stop()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -130,6 +137,8 @@ def sse_events(blocks: Iterator[bytes], *, input_chars: int) -> Iterator[bytes]:
         for block in blocks:
             delta = {"type": "speech.audio.delta", "audio": base64.b64encode(block).decode()}
             yield _event(delta)
+    except ClientGone:
+        raise
     except VoicePocketError as error:
         yield _event({"type": "error", "error": _error_body(error)})
         return

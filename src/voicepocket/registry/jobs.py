@@ -139,21 +139,33 @@ class JobRegistry:
             )
 
     def requeue(self, job_id: str) -> None:
-        """Put a claimed job back in the queue (its runner is stopping)."""
+        """Put a claimed job back in the queue (its runner is stopping): that run does not
+        count as an attempt."""
         with self._sessions.begin() as session:
             session.execute(
                 update(JobRow)
                 .where(JobRow.id == job_id, JobRow.status == JobStatus.RUNNING.value)
-                .values(status=JobStatus.QUEUED.value, chunks_done=0)
+                .values(
+                    status=JobStatus.QUEUED.value, chunks_done=0, attempts=JobRow.attempts - 1
+                )
             )
 
-    def requeue_stale(self, *, lease_s: float) -> int:
-        """Queue again every running job whose runner stopped renewing it; how many."""
+    def requeue_stale(self, *, lease_s: float, attempts: int) -> int:
+        """Queue again every running job whose runner stopped renewing it, or mark it
+        failed once it has been run ``attempts`` times; how many were queued again."""
         cutoff = utcnow() - timedelta(seconds=lease_s)
+        stale = (JobRow.status == JobStatus.RUNNING.value) & (JobRow.heartbeat_at < cutoff)
         with self._sessions.begin() as session:
+            error = (f"The job was run {attempts} times and its runner was lost each time; "
+                     "it is not run again.")  # fmt: skip
+            session.execute(
+                update(JobRow)
+                .where(stale, JobRow.attempts >= attempts)
+                .values(status=JobStatus.FAILED.value, finished_at=utcnow(), error=error)
+            )
             result = session.execute(
                 update(JobRow)
-                .where(JobRow.status == JobStatus.RUNNING.value, JobRow.heartbeat_at < cutoff)
+                .where(stale)
                 .values(status=JobStatus.QUEUED.value, chunks_done=0)
             )
             return int(result.rowcount)  # type: ignore[attr-defined]
