@@ -35,6 +35,7 @@ The tree (HTTP status in brackets)::
      ├── TrainingFailed               [500] a training round no retry would fix (its message
      │                                      goes to the voice's ``training.message``)
      └── EngineError                  [500] inference failed inside onnxruntime
+          ├── InferenceTimeout        [500] one inference call ran past INFERENCE_TIMEOUT_S
           └── StreamEndedEarly        [500] a voice worker's stream ended before its end
 
 Each class carries its HTTP ``status``, OpenAI's error ``type`` and a stable ``code``; the
@@ -278,6 +279,12 @@ class EngineError(VoicePocketError):
     status = 500
     type = "server_error"
     code = "engine_error"
+
+
+class InferenceTimeout(EngineError):
+    """One inference call ran past ``VOICEPOCKET_INFERENCE_TIMEOUT_S`` and was stopped."""
+
+    code = "inference_timeout"
 
 
 class StreamEndedEarly(EngineError):

@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     """Connections and requests in progress at once; beyond, new ones get 503 at once
     (uvicorn's ``limit_concurrency``)."""
 
+    inference_timeout_s: float = Field(default=60.0, gt=0)
+    """Longest one inference call (one text chunk) may run, in seconds; past it the call is
+    stopped (onnxruntime's terminate flag) and the request fails with 500
+    ``inference_timeout`` while the other owners' calls go on."""
+
     pool_wait_s: float = Field(default=30.0, ge=0)
     """How long a load waits for in-use voices to be released before failing, in seconds."""
 

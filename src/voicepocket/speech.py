@@ -206,11 +206,13 @@ class ResidentVoices:
     """Voices resident in this process's byte-budgeted pool: a ``VoiceHost``."""
 
     def __init__(
-        self, registry: Registry, *, budget_bytes: int, wait_s: float, threads: int
-    ) -> None:
+        self, registry: Registry, *, budget_bytes: int, wait_s: float, threads: int,
+        deadline_s: float,
+    ) -> None:  # fmt: skip
         self.registry = registry
         self.pool: VoicePool[Voice] = VoicePool(budget_bytes=budget_bytes, wait_s=wait_s)
         self._threads = threads
+        self._deadline_s = deadline_s
         self.profile: Callable[[VoiceRecord], TextProfile] = lru_cache(PROFILES_KEPT)(
             self._read_profile
         )
@@ -218,12 +220,14 @@ class ResidentVoices:
 
     @classmethod
     def for_settings(cls, registry: Registry, settings: Settings) -> ResidentVoices:
-        """A pool of ``VOICEPOCKET_POOL_BYTES`` whose voices run on ``VOICEPOCKET_THREADS``."""
+        """A pool of ``VOICEPOCKET_POOL_BYTES`` whose voices run on ``VOICEPOCKET_THREADS``,
+        each inference call within ``VOICEPOCKET_INFERENCE_TIMEOUT_S``."""
         return cls(
             registry,
             budget_bytes=settings.pool_bytes,
             wait_s=settings.pool_wait_s,
             threads=settings.threads,
+            deadline_s=settings.inference_timeout_s,
         )
 
     def speak(
@@ -294,4 +298,4 @@ class ResidentVoices:
 
     def _load(self, record: VoiceRecord) -> Voice:
         path = self.registry.voices.model_path(record)
-        return load_voice(record.kind, path, threads=self._threads)
+        return load_voice(record.kind, path, threads=self._threads, deadline_s=self._deadline_s)

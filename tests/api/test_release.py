@@ -17,6 +17,9 @@ from starlette.types import Message
 
 from voicepocket.api.app import build_services, create_app
 from voicepocket.api.state import Lifecycle, Services
+from voicepocket.chunks import SynthesisParams
+from voicepocket.errors import AudioTooLong
+from voicepocket.synthesizer import OpenSynthesis
 
 LEAVERS = 12
 """More requests than a key may have in flight (8): a leak of each would lock it out."""
@@ -149,3 +152,27 @@ def test_clients_that_close_right_after_sending_release_their_admission(
     with server.client(owner) as client:
         response = client.post("/v1/audio/speech", json={"voice": "joe", "input": "Still here."})
         assert response.status_code == 200, response.text
+
+
+def test_audio_past_its_bound_is_refused_or_cut(in_process: tuple[object, Services]) -> None:
+    """The estimate (10 characters a second) refuses what is clearly too long before any
+    inference; short exclamations speak slower than that, so the per-chunk count cuts
+    what the estimate let through."""
+    _, services = in_process
+    synthesizer = services.synthesizer
+
+    def open_job(text: str, most_s: float) -> OpenSynthesis:
+        return synthesizer.open_job(
+            owner="bounded", voice="joe", text=text, fmt="pcm", params=SynthesisParams(),
+            limit=4096, max_audio_s=most_s,
+        )  # fmt: skip
+
+    with pytest.raises(AudioTooLong, match="would take about"):
+        open_job("A sentence of some length, clearly longer than one second.", 1.0)
+    exclamations = "Hi! " * 7  # estimated 2.7 s; spoken, about 3.8 s
+    job = open_job(exclamations, 3.0)
+    with pytest.raises(AudioTooLong, match="ran past the limit"):
+        for _ in synthesizer.audio(job):
+            pass
+    assert 3.0 < job.audio_s < 5.0
+    assert services.residency.stats().in_use == 0

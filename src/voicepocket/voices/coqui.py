@@ -22,7 +22,7 @@ import numpy as np
 import onnxruntime
 
 from voicepocket import children
-from voicepocket.errors import EngineError, InvalidVoiceFiles
+from voicepocket.errors import EngineError, InferenceTimeout, InvalidVoiceFiles
 from voicepocket.voices.base import AudioChunk, SynthesisParams, TextProfile
 from voicepocket.voices.coqui_config import (
     CoquiManifest,
@@ -32,6 +32,7 @@ from voicepocket.voices.coqui_config import (
 )
 from voicepocket.voices.coqui_export import REFUSED
 from voicepocket.voices.coqui_text import english_cleaners
+from voicepocket.voices.deadline import INFERENCE_DEADLINE_S, DeadlineSession
 from voicepocket.voices.onnx_checks import (
     COMPILED_OPERATORS,
     check_onnx_model,
@@ -103,8 +104,8 @@ class CoquiVoice:
 
     kind = "coqui"
 
-    def __init__(self, session: onnxruntime.InferenceSession, manifest: CoquiManifest) -> None:
-        self._session: onnxruntime.InferenceSession | None = session
+    def __init__(self, session: DeadlineSession, manifest: CoquiManifest) -> None:
+        self._session: DeadlineSession | None = session
         self.manifest = manifest
         self.tokenizer = manifest.tokenizer()
         self.sample_rate: int = manifest.sample_rate
@@ -172,7 +173,9 @@ class CoquiVoice:
         return TextProfile(symbols=manifest.symbols, language=manifest.text_language)
 
     @classmethod
-    def load(cls, path: Path, *, threads: int = 1) -> CoquiVoice:
+    def load(
+        cls, path: Path, *, threads: int = 1, deadline_s: float = INFERENCE_DEADLINE_S
+    ) -> CoquiVoice:
         """Load ``path`` (``voice.onnx``; its manifest is ``<path>.json``) into a session."""
         manifest = CoquiManifest.read(config_path_for(path))
         try:
@@ -182,7 +185,7 @@ class CoquiVoice:
             )  # fmt: skip
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise EngineError("The voice model could not be loaded.") from exc
-        return cls(session, manifest)
+        return cls(DeadlineSession(session, deadline_s=deadline_s), manifest)
 
     @staticmethod
     def initialize_runtime() -> None:
@@ -214,6 +217,8 @@ class CoquiVoice:
             raise EngineError("The voice was closed.")
         try:
             output = self._session.run(None, inputs)[0]
+        except InferenceTimeout:
+            raise
         except Exception as exc:  # onnxruntime errors are untyped
             raise EngineError("Speech synthesis failed.") from exc
         samples = np.asarray(output, dtype=np.float32).reshape(-1)

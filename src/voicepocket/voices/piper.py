@@ -20,8 +20,9 @@ from piper import PiperVoice as _PiperRuntime
 from piper.config import PhonemeType, PiperConfig, SynthesisConfig
 from piper.phonemize_espeak import ESPEAK_DATA_DIR, EspeakPhonemizer
 
-from voicepocket.errors import EngineError, InvalidVoiceFiles
+from voicepocket.errors import EngineError, InferenceTimeout, InvalidVoiceFiles
 from voicepocket.voices.base import AudioChunk, SynthesisParams, TextProfile
+from voicepocket.voices.deadline import INFERENCE_DEADLINE_S, DeadlineSession
 from voicepocket.voices.onnx_checks import check_onnx_model, initialize_onnxruntime
 
 MIN_SAMPLE_RATE = 8_000
@@ -148,7 +149,9 @@ class PiperVoice:
         check_voice_files(model_path)
 
     @classmethod
-    def load(cls, path: Path, *, threads: int = 1) -> PiperVoice:
+    def load(
+        cls, path: Path, *, threads: int = 1, deadline_s: float = INFERENCE_DEADLINE_S
+    ) -> PiperVoice:
         """Load ``path`` (the ``.onnx``; its config is ``<path>.json``) into a new session."""
         config = read_config(config_path_for(path))
         options = onnxruntime.SessionOptions()
@@ -165,7 +168,8 @@ class PiperVoice:
             )
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise EngineError("The voice model could not be loaded.") from exc
-        return cls(_PiperRuntime(session=session, config=config))
+        bounded = DeadlineSession(session, deadline_s=deadline_s)
+        return cls(_PiperRuntime(session=bounded, config=config))
 
     @staticmethod
     def initialize_runtime() -> None:
@@ -196,6 +200,8 @@ class PiperVoice:
         for text in chunks:
             try:
                 pieces = [c.audio_float_array for c in self._runtime.synthesize(text, config)]
+            except InferenceTimeout:
+                raise
             except Exception as exc:  # phonemizer and onnxruntime errors are untyped
                 raise EngineError("Speech synthesis failed.") from exc
             samples = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)

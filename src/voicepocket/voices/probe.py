@@ -31,9 +31,13 @@ from pathlib import Path
 import psutil
 
 from voicepocket import children
-from voicepocket.errors import InvalidVoiceFiles
+from voicepocket.errors import InferenceTimeout, InvalidVoiceFiles
 
 PROBE_TIMEOUT_S = 180.0
+PROBE_CALL_DEADLINE_S = 20.0
+"""Longest one test synthesis may run in the probe, in seconds (joe: 0.1-0.3 s)."""
+TOO_SLOW = 4
+"""Exit status of a probe whose test synthesis ran past its deadline."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +60,11 @@ class ProbeResult:
     audio_s: float
     """Duration of the test audio, in seconds (0 means the model produced nothing)."""
 
+    longer_s: float
+    """Duration of the audio of the test sentence said twice, in seconds: a graph that
+    behaves differently for another input length shows here (and a word, shorter still,
+    must work too), each call within ``PROBE_CALL_DEADLINE_S``."""
+
 
 def probe_voice(kind: str, model_path: Path, *, threads: int) -> ProbeResult:
     """Run the probe on ``model_path`` in a child process; ``InvalidVoiceFiles`` on failure."""
@@ -67,6 +76,10 @@ def probe_voice(kind: str, model_path: Path, *, threads: int) -> ProbeResult:
         completed = children.run(command, timeout_s=PROBE_TIMEOUT_S)
     except subprocess.TimeoutExpired as exc:
         raise InvalidVoiceFiles("The voice took too long to load and run.") from exc
+    if completed.returncode == TOO_SLOW:
+        raise InvalidVoiceFiles(
+            f"The voice took longer than {PROBE_CALL_DEADLINE_S:g} s for one test sentence."
+        )
     if completed.returncode != 0:
         raise InvalidVoiceFiles(
             "The voice could not be loaded and run; its model files are not a working voice."
@@ -74,6 +87,8 @@ def probe_voice(kind: str, model_path: Path, *, threads: int) -> ProbeResult:
     result = ProbeResult(**json.loads(completed.stdout.strip().splitlines()[-1]))
     if result.audio_s <= 0:
         raise InvalidVoiceFiles("The voice produced no audio for a test sentence.")
+    if not result.longer_s > result.audio_s:
+        raise InvalidVoiceFiles("The voice's audio does not grow with its text.")
     return result
 
 
@@ -90,16 +105,25 @@ def _measure(kind: str, model_path: Path, *, threads: int) -> ProbeResult:
     voice_class.initialize_runtime()
     before = _rss()
     started = time.perf_counter()
-    voice = voice_class.load(model_path, threads=threads)
+    voice = voice_class.load(model_path, threads=threads, deadline_s=PROBE_CALL_DEADLINE_S)
     loaded = time.perf_counter()
     resident_bytes = _rss() - before
-    audio_s = sum(chunk.duration_s for chunk in voice.synthesize([voice.sample_text()]))
+
+    def seconds(text: str) -> float:
+        return sum(chunk.duration_s for chunk in voice.synthesize([text]))
+
+    sample = voice.sample_text()
+    audio_s = seconds(sample)
+    warmup_s = time.perf_counter() - loaded
+    longer_s = seconds(f"{sample} {sample}")
+    seconds(sample.split()[0])
     return ProbeResult(
         resident_bytes=resident_bytes,
         load_s=loaded - started,
-        warmup_s=time.perf_counter() - loaded,
+        warmup_s=warmup_s,
         sample_rate=voice.sample_rate,
         audio_s=audio_s,
+        longer_s=longer_s,
     )
 
 
@@ -109,7 +133,10 @@ def main() -> None:
     parser.add_argument("--kind", required=True)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    result = _measure(args.kind, args.model, threads=args.threads)
+    try:
+        result = _measure(args.kind, args.model, threads=args.threads)
+    except InferenceTimeout:
+        sys.exit(TOO_SLOW)
     print(json.dumps(asdict(result)))
 
 
