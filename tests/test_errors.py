@@ -23,6 +23,7 @@ OPENAI_ERROR_TYPES = frozenset(
         "permission_error",
         "not_found_error",
         "rate_limit_error",
+        "insufficient_quota",
         "server_error",
     }
 )
@@ -71,7 +72,7 @@ def test_every_error_has_a_status_an_openai_type_and_a_code(
     assert isinstance(cls.code, str) and cls.code
     # The type agrees with the status class: clients retry on server_error.
     assert (cls.type == "server_error") == (cls.status >= 500)
-    assert (cls.type == "rate_limit_error") == (cls.status == 429)
+    assert (cls.type in ("rate_limit_error", "insufficient_quota")) == (cls.status == 429)
 
 
 @pytest.mark.parametrize("cls", ALL_ERRORS, ids=_name)

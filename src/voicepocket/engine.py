@@ -21,6 +21,7 @@ from voicepocket.errors import VoiceNotFound
 from voicepocket.registry import Registry, VoiceRecord, make_database
 from voicepocket.registry.ids import VoiceRef
 from voicepocket.registry.repository import ModelRepository
+from voicepocket.registry.usage import quotas_from
 from voicepocket.settings import Settings
 from voicepocket.speech import Chunking, ResidentVoices, SpeechStream, VoiceHost
 from voicepocket.store import AudioStore, ObjectStore, StorageOptions
@@ -60,6 +61,7 @@ class Engine:
             pool_budget_bytes=settings.pool_bytes,
             probe_threads=settings.threads,
             default_voice=default_voice_ref(settings),
+            quotas=quotas_from(settings),
             coqui_python=settings.coqui_python,
         )
         self.voices: VoiceHost = (voices or self._resident_voices)(self.registry)
@@ -165,6 +167,8 @@ class Engine:
                 previous = self.registry.voices.resolve(VoiceRef(owner, slug), caller=None)
             except VoiceNotFound:
                 previous = None
+        if previous is None:
+            self.registry.usage.check(owner, "voices")
         record = self.registry.voices.register_voice(
             owner=owner,
             slug=slug,

@@ -23,6 +23,7 @@ The tree (HTTP status in brackets)::
      │    └── CapacityError           [503] resident voices are all in use; retry later
      │         ├── Draining           [503] the server is shutting down
      │         └── WorkerLost         [503] a voice worker was lost and none could resume
+     ├── QuotaExceeded                [429] an owner's voices, samples, syntheses or jobs at quota
      ├── NotFound                     [404] nothing the caller may see has that id
      │    └── VoiceNotFound           [404] (also another owner's private voice)
      ├── Conflict                     [409]
@@ -186,6 +187,15 @@ class TooManyTrainings(RateLimited):
     running."""
 
     code = "too_many_trainings"
+
+
+class QuotaExceeded(VoicePocketError):
+    """The owner has as many voices, samples, stored syntheses (or bytes of them) or
+    waiting jobs as ``VOICEPOCKET_QUOTA_*`` allows."""
+
+    status = 429
+    type = "insufficient_quota"
+    code = "quota_exceeded"
 
 
 class NotFound(VoicePocketError):

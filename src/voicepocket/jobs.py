@@ -1,8 +1,10 @@
-"""The job runner: works through the queue of asynchronous syntheses, one background
-thread per process (the HTTP server's; the same object runs anywhere a ``Synthesizer``
-is built).
+"""The job runner: works through the queue of asynchronous syntheses, with
+``VOICEPOCKET_JOB_RUNNERS`` background threads per process (the HTTP server's; the same
+object runs anywhere a ``Synthesizer`` is built), so one owner's book does not hold up
+every other owner's jobs.
 
-It claims the oldest queued job from the database, synthesizes it chunk by chunk through
+Each thread claims the next queued job from the database (fair across owners, see
+``JobRegistry.claim_next``), synthesizes it chunk by chunk through
 the same fair scheduler as live requests (so a book never starves anyone's sentence),
 records progress with each chunk, stores the result through the archive at the job's
 fixed id, and marks the job done. Jobs whose runner died are queued again once their
@@ -30,7 +32,7 @@ class Interrupted(Exception):
 
 
 class JobRunner:
-    """Runs queued jobs in one background thread until stopped."""
+    """Runs queued jobs in ``runners`` background threads until stopped."""
 
     def __init__(
         self,
@@ -42,6 +44,7 @@ class JobRunner:
         max_audio_s: float,
         lease_s: float,
         attempts: int,
+        runners: int = 1,
         poll_s: float = 0.5,
     ) -> None:
         self._synthesizer = synthesizer
@@ -53,15 +56,20 @@ class JobRunner:
         self._attempts = attempts
         self._poll_s = poll_s
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="job-runner", daemon=True)
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"job-runner-{n}", daemon=True)
+            for n in range(runners)
+        ]
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
         """Stop after the chunk in progress; an unfinished job is queued again."""
         self._stopping.set()
-        self._thread.join(60)
+        for thread in self._threads:
+            thread.join(60)
 
     def _loop(self) -> None:
         while not self._stopping.is_set():

@@ -141,9 +141,29 @@ class Settings(BaseSettings):
     """Most audio one asynchronous job may produce, in seconds (a 200,000-character book
     at normal speed is about 3.5 hours)."""
 
+    job_runners: int = Field(default=2, ge=1)
+    """Background threads running jobs in each server process: with more than one, an
+    owner's long job does not hold up the others' (an owner with a job running waits
+    behind owners without one)."""
+
     job_attempts: int = Field(default=3, ge=1)
     """Times a job is run before it is ``failed`` when its runner keeps dying with it (a
     job that crashes the process is not claimed for ever)."""
+
+    quota_voices: int = Field(default=100, ge=1)
+    """Voices one owner may have (uploaded, trained and training drafts); past it, 429."""
+
+    quota_samples: int = Field(default=5000, ge=1)
+    """Recorded samples one owner may keep, over all their voices; past it, 429."""
+
+    quota_syntheses: int = Field(default=10_000, ge=1)
+    """Stored syntheses one owner may keep; past it, 429."""
+
+    quota_synthesis_bytes: int = Field(default=10 * 1024**3, ge=1)
+    """Bytes of stored syntheses one owner may keep; past it, 429."""
+
+    quota_jobs: int = Field(default=16, ge=1)
+    """Jobs one owner may have queued or running at once; past it, 429."""
 
     job_lease_s: float = Field(default=30.0, gt=0)
     """A running job whose runner has not reported for this long is re-run, in seconds."""

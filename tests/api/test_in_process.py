@@ -8,6 +8,7 @@ streams mid-synthesis so the test can look at what they hold; nothing sleeps.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
@@ -325,3 +326,37 @@ async def test_a_failure_mid_stream_is_visible_never_complete_looking_audio(
                 async for _ in raw.aiter_bytes():
                     pass
     assert_released(running)
+
+
+# -- the caller's account ----------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_quotas_usage_and_keys_over_http(running: InProcess, fake: FakeVoices) -> None:
+    """Past a quota, 429 ``insufficient_quota``; ``/v1/usage`` says where the caller
+    stands; a caller lists and revokes their own keys, never another's."""
+    usage = running.services.engine.registry.usage
+    saved = usage.quotas
+    usage.quotas = dataclasses.replace(saved, syntheses=1)
+    try:
+        async with running.client("quinn") as quinn, running.client("rita") as rita:
+            kept = await quinn.post("/v1/syntheses", json=speech("Kept."))
+            assert kept.status_code == 201, kept.text
+            for body in (speech("One more."), {**speech(BOOK), "async": True}):
+                refused = await quinn.post("/v1/syntheses", json=body)
+                assert refused.status_code == 429, refused.text
+                error = refused.json()["error"]
+                assert error["type"] == "insufficient_quota" and "1 of 1" in error["message"]
+            assert (await rita.post("/v1/syntheses", json=speech("Mine."))).status_code == 201
+            standing = (await quinn.get("/v1/usage")).json()
+            assert standing["quotas"]["syntheses"] == {"used": 1, "limit": 1}
+            assert standing["quotas"]["synthesis_bytes"]["used"] == kept.json()["bytes"]
+            assert standing["limits"]["requests_in_flight"] == 2
+            keys = (await quinn.get("/v1/keys")).json()["data"]
+            assert len(keys) == 1 and set(keys[0]) >= {"id", "prefix", "created_at"}
+            assert (await rita.delete(f"/v1/keys/{keys[0]['id']}")).status_code == 404
+            revoked = await quinn.delete(f"/v1/keys/{keys[0]['prefix']}")
+            assert revoked.status_code == 200 and revoked.json()["revoked_at"]
+            assert (await quinn.get("/v1/usage")).status_code == 401
+    finally:
+        usage.quotas = saved

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from voicepocket.errors import (
     InvalidVoiceFiles,
     InvalidVoiceId,
     PayloadTooLarge,
+    QuotaExceeded,
     VoiceExists,
     VoiceNotFound,
     VoiceTooLarge,
@@ -348,3 +350,38 @@ def test_a_job_whose_runner_keeps_dying_fails_after_its_attempts(fresh: Engine) 
     failed = jobs.get(job.id, owner="ivan")
     assert failed.status.value == "failed"
     assert "run 3 times" in (failed.error or "")
+
+
+def test_jobs_are_taken_fairly_across_owners(fresh: Engine) -> None:
+    """FIFO would run all of alice's book before bob's sentence: an owner with a job
+    running waits behind owners without one, and owners take turns."""
+    jobs = fresh.registry.jobs
+
+    def queue(owner: str, n: int) -> str:
+        return jobs.create(owner=owner, voice="joe", text=f"Job {n}.", fmt="wav", speed=1.0).id
+
+    alice = [queue("alice", n) for n in range(3)]
+    bob = queue("bob", 0)
+    first = jobs.claim_next()
+    second = jobs.claim_next()
+    assert first is not None and first.id == alice[0]
+    assert second is not None and second.id == bob  # alice has one running already
+    jobs.finish(second.id)
+    jobs.finish(first.id)  # alice's book ran longer
+    later_bob = queue("bob", 1)
+    third = jobs.claim_next()
+    assert third is not None and third.id == later_bob  # bob's ran less recently
+    jobs.finish(third.id)
+    assert [jobs.claim_next().id for _ in range(2)] == alice[1:]  # type: ignore[union-attr]
+
+
+def test_quotas_count_what_an_owner_keeps(fresh: Engine) -> None:
+    usage = fresh.registry.usage
+    usage.quotas = dataclasses.replace(usage.quotas, jobs=2)
+    for n in range(2):
+        usage.check("judy", "jobs")
+        fresh.registry.jobs.create(owner="judy", voice="joe", text=f"{n}.", fmt="wav", speed=1.0)
+    with pytest.raises(QuotaExceeded, match="2 of 2 jobs queued or running"):
+        usage.check("judy", "jobs")
+    usage.check("karl", "jobs")  # another owner's count is their own
+    assert usage.of("judy").jobs == 2 and usage.of("karl").jobs == 0

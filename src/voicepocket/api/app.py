@@ -15,7 +15,17 @@ from starlette.concurrency import run_in_threadpool
 
 from voicepocket import __version__
 from voicepocket.admission import Admission, AdmissionControl, FairScheduler
-from voicepocket.api import error_handlers, jobs, ops, page, speech, syntheses, training, voices
+from voicepocket.api import (
+    account,
+    error_handlers,
+    jobs,
+    ops,
+    page,
+    speech,
+    syntheses,
+    training,
+    voices,
+)
 from voicepocket.api.middleware import BodyLimits, RequestContext
 from voicepocket.api.state import Lifecycle, Services
 from voicepocket.api.uploads import HeavyWork
@@ -50,6 +60,7 @@ def create_app(
             max_audio_s=settings.max_job_audio_s,
             lease_s=settings.job_lease_s,
             attempts=settings.job_attempts,
+            runners=settings.job_runners,
         )
         runner.start()
         trainer = TrainingWorker(services.engine) if settings.train_worker else None
@@ -77,7 +88,7 @@ def create_app(
     )
     error_handlers.install(app)
     # training before voices: its /v1/voices/... routes would be swallowed by voice_id:path
-    for module in (speech, syntheses, jobs, training, voices, ops, page):
+    for module in (speech, syntheses, jobs, training, voices, account, ops, page):
         app.include_router(module.router)
     app.mount("/static", page.static_files, name="static")
     limits = BodyLimits.from_settings(settings, recording_bytes=training.MAX_RECORDING_BYTES)

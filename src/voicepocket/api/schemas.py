@@ -171,9 +171,33 @@ class VoicePatch(BaseModel):
     public: bool
 
 
+class Quota(BaseModel):
+    used: int
+    limit: int
+
+
+class UsageOut(BaseModel):
+    object: str = "usage"
+    owner: str
+    quotas: dict[str, Quota]
+    """Stored and queued (``VOICEPOCKET_QUOTA_*``): voices, samples, syntheses,
+    synthesis_bytes, jobs."""
+    limits: dict[str, float]
+    """Per request and per key: requests_in_flight, uploads_in_flight, input_chars,
+    job_input_chars, audio_s, job_audio_s."""
+
+
+class KeyOut(BaseModel):
+    object: str = "api_key"
+    id: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
 class ListOf(BaseModel):
     object: Literal["list"] = "list"
-    data: list[VoiceOut] | list[SynthesisOut]
+    data: list[VoiceOut] | list[SynthesisOut] | list[KeyOut]
 
 
 class ErrorBody(BaseModel):

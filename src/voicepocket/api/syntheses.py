@@ -45,6 +45,8 @@ async def create_synthesis(
     if body.run_async or len(body.input) > services.settings.max_input_chars:
         job = await run_in_threadpool(_submit_job, services, owner, body, fmt)
         return JSONResponse(job_out(job).model_dump(mode="json"), status_code=202)
+    usage = services.engine.registry.usage
+    await run_in_threadpool(usage.check, owner, "syntheses", "synthesis_bytes")
     synthesizer = services.synthesizer
     opened = await synthesizer.open(
         owner=owner, voice=body.voice, text=body.input, fmt=fmt,
@@ -77,6 +79,7 @@ def _submit_job(services: Services, owner: str, body: SynthesisRequest, fmt: str
     if not body.input.strip():
         raise EmptyText("Input has no text the voice can speak.", param="input")
     services.engine.registry.voices.resolve(body.voice, caller=owner)
+    services.engine.registry.usage.check(owner, "jobs", "syntheses", "synthesis_bytes")
     return services.engine.registry.jobs.create(
         owner=owner, voice=body.voice, text=body.input, fmt=fmt, speed=body.speed
     )

@@ -1,8 +1,8 @@
 """The :class:`Registry`: one object over the registry's database for the engine to hold.
 
 Owns wiring, and nothing else: one session factory over the database, handed to the voice,
-key, synthesis, job and training registries (``voices``, ``keys``, ``syntheses``,
-``jobs``, ``training``), and schema
+key, synthesis, job, training and usage registries (``voices``, ``keys``, ``syntheses``,
+``jobs``, ``training``, ``usage``), and schema
 migration (``database``).
 """
 
@@ -20,6 +20,7 @@ from voicepocket.registry.keys import KeyRegistry
 from voicepocket.registry.repository import ModelRepository
 from voicepocket.registry.syntheses import SynthesisRegistry
 from voicepocket.registry.training import TrainingRegistry
+from voicepocket.registry.usage import Usage, UsageRegistry
 from voicepocket.registry.voices import VoiceRegistry
 
 
@@ -37,6 +38,7 @@ class Registry:
         pool_budget_bytes: int,
         probe_threads: int,
         default_voice: VoiceRef,
+        quotas: Usage,
         coqui_python: Path | None = None,
     ) -> None:
         self.database = database
@@ -58,6 +60,7 @@ class Registry:
         self.syntheses = SynthesisRegistry(sessions)
         self.jobs = JobRegistry(sessions)
         self.training = TrainingRegistry(sessions)
+        self.usage = UsageRegistry(sessions, quotas)
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration (idempotent)."""

@@ -14,11 +14,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from voicepocket.errors import NotFound
 from voicepocket.registry.models import JobRow, OwnerRow, utcnow
+
+QueuedJob = aliased(JobRow)
+"""The queued job being ranked, beside the owner's other jobs."""
 
 
 class JobStatus(enum.StrEnum):
@@ -96,12 +99,26 @@ class JobRegistry:
             return Job.of(row)
 
     def claim_next(self) -> Job | None:
-        """Atomically move the oldest queued job to running, or ``None`` if there is none."""
+        """Atomically move the next queued job to running, or ``None`` if there is none.
+        Fair across owners: an owner with a job running waits behind every owner without
+        one, and among those the owner whose jobs ran least recently (never, first) goes
+        first, so owners take turns however many each queued; then oldest first."""
+        running = select(JobRow.owner).where(JobRow.status == JobStatus.RUNNING.value)
+        last_run = (
+            select(func.max(func.coalesce(JobRow.finished_at, JobRow.heartbeat_at)))
+            .where(JobRow.owner == QueuedJob.owner, JobRow.status != JobStatus.QUEUED.value)
+            .correlate(QueuedJob)
+            .scalar_subquery()
+        )
         with self._sessions.begin() as session:
             candidates = session.scalars(
-                select(JobRow.id)
-                .where(JobRow.status == JobStatus.QUEUED.value)
-                .order_by(JobRow.created_at)
+                select(QueuedJob.id)
+                .where(QueuedJob.status == JobStatus.QUEUED.value)
+                .order_by(
+                    QueuedJob.owner.in_(running),
+                    last_run.asc().nulls_first(),
+                    QueuedJob.created_at,
+                )
                 .limit(5)
             ).all()
             for job_id in candidates:

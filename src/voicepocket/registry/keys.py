@@ -88,12 +88,15 @@ class KeyRegistry:
         with self._sessions() as session:
             return [self._of(row) for row in session.scalars(query)]
 
-    def revoke(self, key_id: str) -> ApiKey:
-        """Revoke a key by id or by its prefix; it stops working at once."""
+    def revoke(self, key_id: str, *, owner: str | None = None) -> ApiKey:
+        """Revoke a key (of ``owner``, if given: another's is not found) by id or by its
+        prefix; it stops working at once."""
         with self._sessions.begin() as session:
             query = select(ApiKeyRow).where(
                 (ApiKeyRow.id == key_id) | (ApiKeyRow.prefix == key_id)
             )
+            if owner is not None:
+                query = query.where(ApiKeyRow.owner == owner)
             rows = list(session.scalars(query))
             if len(rows) != 1:
                 raise NotFound(f"No single key matches {key_id[:40]!r}.")

@@ -82,6 +82,7 @@ class VoiceTraining:
                 "adds one with `voicepocket bases add` and VOICEPOCKET_TRAIN_BASES).",
                 param="base",
             )
+        self.engine.registry.usage.check(owner, "voices")
         chosen = self._trainings.base(name)
         if chosen.language != language:
             raise RequestError(f"Base {name} is for {chosen.language!r}, not {language!r}.",
@@ -122,6 +123,7 @@ class VoiceTraining:
     ) -> Sample:
         """Check a recording of ``text`` (or of prompt ``prompt_id``) and keep it."""
         record, training = self.own(voice, owner)
+        self.engine.registry.usage.check(owner, "samples")
         if prompt_id:
             text = prompt_set(training.language).get(prompt_id).text
         if not text:
