@@ -18,7 +18,7 @@ from voicepocket.chunks import SynthesisParams
 from voicepocket.errors import StorageError
 from voicepocket.registry import VoiceRecord
 from voicepocket.speech import SpeechStream
-from voicepocket.store import ObjectStore
+from voicepocket.store import ObjectStore, Upload
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -51,10 +51,10 @@ class OutputCache:
     def _object_key(record: VoiceRecord, key: str, fmt: str) -> str:
         return f"{record.id}/{key}.{fmt}"
 
-    def get(self, record: VoiceRecord, key: str, fmt: str) -> bytes | None:
-        """The cached audio, or ``None``."""
+    def get(self, record: VoiceRecord, key: str, fmt: str) -> Iterator[bytes] | None:
+        """The cached audio in blocks, as it is read (opened now: a miss is ``None``)."""
         try:
-            return self.objects.read_bytes(self._object_key(record, key, fmt))
+            return self.objects.iter_bytes(self._object_key(record, key, fmt))
         except FileNotFoundError:
             return None
         except StorageError:
@@ -64,24 +64,46 @@ class OutputCache:
     def tee(
         self, blocks: Iterator[bytes], record: VoiceRecord, key: str, fmt: str
     ) -> Iterator[bytes]:
-        """Pass ``blocks`` through; once they all went out, store them under ``key``."""
-        sent: list[bytes] = []
+        """Pass ``blocks`` through, writing each to storage as it goes out; the object under
+        ``key`` appears once the last one went out (never a part of it)."""
+        upload = self._upload(self._object_key(record, key, fmt))
         completed = False
         try:
             for block in blocks:
-                sent.append(block)
                 yield block
+                if upload is not None:
+                    upload = self._write(upload, block)
             completed = True
         finally:
             close = getattr(blocks, "close", None)
             if close is not None:  # a client gone mid-stream: stop synthesis, cache nothing
                 close()
-        if not completed:
-            return
+            if upload is not None and not completed:
+                upload.abort()
+        if upload is not None:
+            self._write(upload, None)
+
+    def _upload(self, object_key: str) -> Upload | None:
         try:
-            self.objects.put_bytes(self._object_key(record, key, fmt), b"".join(sent))
+            return self.objects.upload(object_key)
         except StorageError:
             _LOGGER.warning("Output cache unwritable", exc_info=True)
+            return None
+
+    @staticmethod
+    def _write(upload: Upload, block: bytes | None) -> Upload | None:
+        """Write ``block`` (``None``: commit); on a storage error, give the upload up and
+        go on serving without caching."""
+        try:
+            if block is None:
+                upload.commit()
+            else:
+                upload.write(block)
+            return upload
+        except StorageError:
+            _LOGGER.warning("Output cache unwritable", exc_info=True)
+            upload.abort()
+            return None
 
     def purge(self, record: VoiceRecord) -> None:
         """Forget every cached output of a voice (deleted or replaced)."""

@@ -77,12 +77,20 @@ class Cluster(KeyedService):
         """What Ray runs, asked from inside the cluster's namespace (``ray_probe.py``)."""
         ports = Path(self.env["VOICEPOCKET_CLUSTER_TEMP_DIR"], "session_latest")
         port = next(ports.glob("gcs_server_port_*")).read_text().strip()
-        # Unless told otherwise, a local ray.init() turns token authentication on (with
-        # ~/.ray/auth_token); a driver joining it does not, unless told.
-        env = {"RAY_AUTH_MODE": "token", **self.env}
+        # A local ray.init() turns token authentication on (~/.ray/auth_token, which the
+        # service makes mode 600); a driver joining it does not, unless told. The instance
+        # is on loopback: so is the driver's node address only with cluster mode off.
+        env = {"RAY_AUTH_MODE": "token", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", **self.env}
+        return self._inside([str(HERE / "ray_probe.py"), f"127.0.0.1:{port}"], env=env)
+
+    def listeners(self) -> dict[str, Any]:
+        """Every listening TCP socket in the cluster's namespace, by process, and the
+        namespace's addresses (``ray_probe.py --listeners``)."""
+        return self._inside([str(HERE / "ray_probe.py"), "--listeners"], env=self.env)
+
+    def _inside(self, args: list[str], *, env: dict[str, str]) -> dict[str, Any]:
         probed = subprocess.run(
-            ["nsenter", f"--net=/proc/{self.process.pid}/ns/net", "--", sys.executable,
-             str(HERE / "ray_probe.py"), f"127.0.0.1:{port}"],
+            ["nsenter", f"--net=/proc/{self.process.pid}/ns/net", "--", sys.executable, *args],
             env=env, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         assert probed.returncode == 0, probed.stderr[-4000:]

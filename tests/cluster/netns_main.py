@@ -1,6 +1,7 @@
 """Run ``voicepocket serve --cluster auto`` inside a private network namespace.
 
-Started as ``unshare -n -- python netns_main.py SOCKET PORT``: brings up ``lo``, starts the
+Started as ``unshare -n -- python netns_main.py SOCKET PORT``: brings up ``lo`` and a veth
+with an address of its own (as a host has), starts the
 service (Ray and all its gRPC servers see only this namespace's loopback), and bridges the
 Unix socket SOCKET (a file, reachable from the test's own namespace) to 127.0.0.1:PORT
 here. SIGTERM stops the service, then the bridge.
@@ -14,6 +15,9 @@ import os
 import signal
 import subprocess
 import sys
+
+HOST_ADDRESS = "10.231.0.1"
+"""The namespace's own non-loopback address (a veth whose peer is in it too)."""
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -57,6 +61,13 @@ async def _bridge(socket_path: str, port: int, service: subprocess.Popen[bytes])
 def main() -> None:
     socket_path, port = sys.argv[1], int(sys.argv[2])
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    # An address besides loopback, as a real host has: Ray takes the outbound one as its
+    # node IP unless the service keeps it on loopback (the listener test checks it does).
+    for command in (
+        "link add vp-host type veth peer name vp-peer", f"addr add {HOST_ADDRESS}/24 dev vp-host",
+        "link set vp-host up", "link set vp-peer up", "route add default dev vp-host",
+    ):
+        subprocess.run(["ip", *command.split()], check=True)
     service = subprocess.Popen(
         [sys.executable, "-m", "voicepocket.cli", "serve", "--cluster", "local",
          "--host", "127.0.0.1", "--port", str(port)],

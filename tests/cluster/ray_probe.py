@@ -1,5 +1,7 @@
 """What Ray runs, asked from inside the cluster's network namespace.
 
+With ``--listeners``: every listening socket in the namespace (no Ray needed).
+
 Run as ``nsenter --net=/proc/PID/ns/net -- python ray_probe.py ADDRESS`` (``ADDRESS``: the
 cluster's GCS on that namespace's loopback): joins as a driver and prints one JSON object:
 Serve's status by application, what the training replica says of itself, and for every
@@ -13,10 +15,12 @@ import dataclasses
 import json
 import logging
 import os
+import socket
 import sys
 import threading
 from typing import Any
 
+import psutil
 import ray
 from ray import serve
 
@@ -76,5 +80,26 @@ def main() -> None:
     }))  # fmt: skip
 
 
+def listeners() -> None:
+    """Print every listening TCP socket of this namespace with its process's name, and the
+    namespace's IPv4 addresses."""
+    sockets = []
+    for connection in psutil.net_connections(kind="tcp"):
+        if connection.status != psutil.CONN_LISTEN:
+            continue
+        try:
+            name = psutil.Process(connection.pid).name() if connection.pid else "?"
+        except psutil.NoSuchProcess:
+            name = "gone"
+        sockets.append({"ip": connection.laddr.ip, "port": connection.laddr.port, "name": name})
+    addresses = [
+        address.address
+        for per_interface in psutil.net_if_addrs().values()
+        for address in per_interface
+        if address.family == socket.AF_INET
+    ]
+    print(json.dumps({"listeners": sockets, "addresses": addresses}))
+
+
 if __name__ == "__main__":
-    main()
+    listeners() if sys.argv[1] == "--listeners" else main()

@@ -81,14 +81,22 @@ def six_voices(cluster: Cluster) -> dict[str, str]:
         return {f"alice/{slug}": key for slug, key in zip(slugs, keys, strict=True)}
 
 
+LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
+
+
 def test_cluster_started_on_loopback_only(cluster: Cluster) -> None:
-    """Started within a network namespace of its own whose only interface is loopback
-    (so whatever Ray binds, on any address, is reachable from nowhere else); the bridge
-    socket works and 2 workers report."""
+    """Started within a network namespace of its own, which has an address besides
+    loopback as a host has (a veth): every socket Ray and Serve listen on is on loopback
+    (on the commit before, the GCS, raylet, workers, agents and replicas listened on the
+    veth's address or on all interfaces); the bridge socket works and 2 workers report."""
     pid = cluster.process.pid
     assert os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net")
-    devices = Path(f"/proc/{pid}/net/dev").read_text().splitlines()[2:]
-    assert [line.split(":")[0].strip() for line in devices] == ["lo"]
+    seen = cluster.listeners()
+    assert [a for a in seen["addresses"] if not a.startswith("127.")], seen["addresses"]
+    off_loopback = [s for s in seen["listeners"] if s["ip"] not in LOOPBACK]
+    assert off_loopback == [], off_loopback
+    names = {s["name"] for s in seen["listeners"]}
+    assert {"gcs_server", "raylet"} <= names and len(seen["listeners"]) >= 10, seen
     replicas = cluster.replicas()
     assert len(replicas) == 2
     assert all(r.pool.budget_bytes == cluster.pool_bytes for r in replicas)

@@ -118,10 +118,10 @@ async def _respond(
             synthesizer.release(job)
             return Response(status_code=304, headers=headers)
         cached = await run_in_threadpool(services.cache.get, record, key, fmt)
-        if cached is not None:
-            synthesizer.release(job)
+        if cached is not None:  # streamed as it is read, the admission held to its end
             services.metrics.cache_hits.inc()
-            return Response(cached, media_type=audio.MEDIA_TYPES[fmt], headers=headers)
+            return SpeechResponse(cached, synthesizer=synthesizer, job=job,
+                                  media_type=audio.MEDIA_TYPES[fmt], headers=headers)  # fmt: skip
     services.metrics.cache_misses.inc()
     blocks = synthesizer.audio(job)
     if "no-store" not in directives:

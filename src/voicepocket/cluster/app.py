@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import ray
 from ray import serve
+from ray._private import ray_constants
 
 from voicepocket.cluster.ingress import Ingress
 from voicepocket.cluster.training import deploy_training
@@ -66,13 +70,52 @@ def connect(address: str, settings: Settings) -> None:
             raise ConnectionError("a fresh instance was asked for")
         ray.init(address="auto", logging_level=logging.WARNING)
     except ConnectionError:
-        _LOGGER.info("Starting a Ray instance on this machine")
+        _LOGGER.info("Starting a Ray instance on this machine, on loopback only")
+        _loopback_and_token()
         ray.init(
             object_store_memory=settings.cluster_object_store_bytes,
             _temp_dir=settings.cluster_temp_dir or None,
             include_dashboard=False,
             logging_level=logging.WARNING,
+            runtime_env={"worker_process_setup_hook": f"{__name__}.loopback_grpc"},
         )
+
+
+def _loopback_and_token() -> None:
+    """Make the instance about to start reachable from this machine's loopback only, and
+    only with a token. Ray binds every server to the node's IP, and on Linux turns even an
+    explicit ``127.0.0.1`` into the host's outbound address unless its cluster mode is off
+    (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, read when ray is imported: hence the constant
+    too). Token authentication is Ray's default for a new instance, with the token in
+    ``~/.ray/auth_token``, which Ray creates readable by every user: it is made here
+    first, mode 600 (or narrowed to it), so only the service's user can join."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    token = Path.home() / ".ray" / "auth_token"
+    token.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not token.exists():
+        with os.fdopen(os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+            out.write(secrets.token_hex(32))
+    token.chmod(0o600)
+
+
+def loopback_grpc() -> None:
+    """Ray worker setup hook: Serve replicas start an internal gRPC server on ``[::]:0``
+    whatever the node's IP (ray/serve/_private/replica.py, Ray 2.60), so its address is
+    rewritten to loopback. The cluster test's socket listing catches a Ray that moves it."""
+    from ray._common import tls_utils
+
+    original = tls_utils.add_port_to_grpc_server
+
+    def on_loopback(server: Any, address: str) -> Any:
+        if address.startswith("[::]:"):
+            address = "127.0.0.1:" + address.rpartition(":")[2]
+        return original(server, address)
+
+    tls_utils.add_port_to_grpc_server = on_loopback
+    replica = sys.modules.get("ray.serve._private.replica")
+    if replica is not None:
+        replica.add_port_to_grpc_server = on_loopback  # type: ignore[attr-defined]
 
 
 def deploy(settings: Settings) -> None:

@@ -9,7 +9,13 @@ voices; the model repository (``voicepocket.registry.repository``) is built on i
 
 from voicepocket.store.audio import AudioStore, ExpiryReport, StoredAudio
 from voicepocket.store.backends import Backend, StorageOptions
-from voicepocket.store.objects import STAGING_PREFIX, ObjectInfo, ObjectStore, PendingWrite
+from voicepocket.store.objects import (
+    STAGING_PREFIX,
+    ObjectInfo,
+    ObjectStore,
+    PendingWrite,
+    Upload,
+)
 
 __all__ = [
     "STAGING_PREFIX",
@@ -21,4 +27,5 @@ __all__ = [
     "PendingWrite",
     "StorageOptions",
     "StoredAudio",
+    "Upload",
 ]

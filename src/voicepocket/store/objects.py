@@ -43,7 +43,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from fsspec.core import split_protocol
 from fsspec.spec import AbstractFileSystem
@@ -140,54 +140,31 @@ class ObjectStore:
     def put(self, key: str, chunks: Iterable[bytes]) -> int:
         """Write ``chunks`` to ``key``, replacing any object there; return the bytes
         written. Either the whole object becomes visible at once or nothing changes."""
-        final = self.path(key)
-        if self.is_local:
-            return self._put_local(final, chunks)
-        return self._put_remote(final, chunks)
+        upload = self.upload(key)
+        try:
+            for chunk in chunks:  # the producer's own exceptions pass through unchanged
+                upload.write(chunk)
+            upload.commit()
+        except BaseException:
+            upload.abort()
+            raise
+        return upload.written
 
     def put_bytes(self, key: str, data: bytes) -> int:
         """Write ``data`` to ``key`` atomically."""
         return self.put(key, [data])
 
-    def _put_local(self, final: str, chunks: Iterable[bytes]) -> int:
-        staging = f"{self._root}/{STAGING_PREFIX}/{uuid.uuid4().hex}"
-        written = 0
-        try:
-            with _storage_errors("Writing to object storage failed."):
-                os.makedirs(os.path.dirname(staging), exist_ok=True)
-                os.makedirs(os.path.dirname(final), exist_ok=True)
-                sink = open(staging, "wb")  # noqa: SIM115 - closed below, on every path
-            with sink:
-                for chunk in chunks:
-                    with _storage_errors("Writing to object storage failed."):
-                        sink.write(chunk)
-                    written += len(chunk)
-                with _storage_errors("Writing to object storage failed."):
-                    sink.flush()
-                    os.fsync(sink.fileno())  # the bytes are on disk before the name is
-            with _storage_errors("Writing to object storage failed."):
-                os.replace(staging, final)
-        except BaseException:
-            _remove_quietly(staging)
-            raise
-        return written
-
-    def _put_remote(self, final: str, chunks: Iterable[bytes]) -> int:
+    def upload(self, key: str) -> Upload:
+        """An object written block by block as its bytes come (``write``), visible only
+        once ``commit`` returns; ``abort`` leaves nothing. For streams that are sent on
+        as they are stored (the output cache), where ``put`` would need them all first."""
+        final = self.path(key)
+        if self.is_local:
+            return _LocalUpload(f"{self._root}/{STAGING_PREFIX}/{uuid.uuid4().hex}", final)
         with _storage_errors("Writing to object storage failed."):
             # No request yet: the upload starts once a block is full, or at close().
             sink = self._fs.open(final, "wb", block_size=self.options.block_bytes)
-        written = 0
-        try:
-            for chunk in chunks:  # the producer's own exceptions pass through unchanged
-                with _storage_errors("Writing to object storage failed."):
-                    sink.write(chunk)
-                written += len(chunk)
-            with _storage_errors("Writing to object storage failed."):
-                sink.close()  # the one step that makes the object visible
-        except BaseException:
-            _abort_upload(sink, final)
-            raise
-        return written
+        return _RemoteUpload(sink, final)
 
     # -- reading ---------------------------------------------------------------------
 
@@ -372,6 +349,80 @@ def _storage_errors(message: str) -> Iterator[None]:
         raise
     except Exception as exc:
         raise StorageError(message) from exc
+
+
+class Upload(Protocol):
+    """One object being written (``ObjectStore.upload``)."""
+
+    written: int
+
+    def write(self, chunk: bytes) -> None: ...
+
+    def commit(self) -> None:
+        """Make the object visible, whole."""
+        ...
+
+    def abort(self) -> None:
+        """Leave nothing (idempotent; after ``commit``, nothing happens)."""
+        ...
+
+
+class _LocalUpload:
+    """A staging file, renamed over the object's path once complete."""
+
+    def __init__(self, staging: str, final: str) -> None:
+        self._staging, self._final = staging, final
+        self.written = 0
+        self._done = False
+        with _storage_errors("Writing to object storage failed."):
+            os.makedirs(os.path.dirname(staging), exist_ok=True)
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            self._sink = open(staging, "wb")  # noqa: SIM115 - closed by commit or abort
+
+    def write(self, chunk: bytes) -> None:
+        with _storage_errors("Writing to object storage failed."):
+            self._sink.write(chunk)
+        self.written += len(chunk)
+
+    def commit(self) -> None:
+        with _storage_errors("Writing to object storage failed."):
+            self._sink.flush()
+            os.fsync(self._sink.fileno())  # the bytes are on disk before the name is
+            self._sink.close()
+            os.replace(self._staging, self._final)
+        self._done = True
+
+    def abort(self) -> None:
+        if not self._done:
+            self._done = True
+            with suppress(OSError):
+                self._sink.close()
+            _remove_quietly(self._staging)
+
+
+class _RemoteUpload:
+    """An fsspec file in write mode: a multipart (S3) or resumable (GCS) upload that
+    ``close`` completes."""
+
+    def __init__(self, sink: Any, final: str) -> None:
+        self._sink, self._final = sink, final
+        self.written = 0
+        self._done = False
+
+    def write(self, chunk: bytes) -> None:
+        with _storage_errors("Writing to object storage failed."):
+            self._sink.write(chunk)
+        self.written += len(chunk)
+
+    def commit(self) -> None:
+        with _storage_errors("Writing to object storage failed."):
+            self._sink.close()  # the one step that makes the object visible
+        self._done = True
+
+    def abort(self) -> None:
+        if not self._done:
+            self._done = True
+            _abort_upload(self._sink, self._final)
 
 
 def _abort_upload(sink: Any, path: str) -> None:
