@@ -58,12 +58,10 @@ class ProbeResult:
     """Rate of the voice's audio, in Hertz."""
 
     audio_s: float
-    """Duration of the test audio, in seconds (0 means the model produced nothing)."""
-
-    longer_s: float
-    """Duration of the audio of the test sentence said twice, in seconds: a graph that
-    behaves differently for another input length shows here (and a word, shorter still,
-    must work too), each call within ``PROBE_CALL_DEADLINE_S``."""
+    """Duration of the test audio, in seconds (0 means the model produced nothing). The
+    sentence said twice and its first word are spoken too, each call within
+    ``PROBE_CALL_DEADLINE_S``: a graph that behaves differently for another input length
+    fails or runs out of time there."""
 
 
 def probe_voice(kind: str, model_path: Path, *, threads: int) -> ProbeResult:
@@ -87,8 +85,6 @@ def probe_voice(kind: str, model_path: Path, *, threads: int) -> ProbeResult:
     result = ProbeResult(**json.loads(completed.stdout.strip().splitlines()[-1]))
     if result.audio_s <= 0:
         raise InvalidVoiceFiles("The voice produced no audio for a test sentence.")
-    if not result.longer_s > result.audio_s:
-        raise InvalidVoiceFiles("The voice's audio does not grow with its text.")
     return result
 
 
@@ -115,7 +111,7 @@ def _measure(kind: str, model_path: Path, *, threads: int) -> ProbeResult:
     sample = voice.sample_text()
     audio_s = seconds(sample)
     warmup_s = time.perf_counter() - loaded
-    longer_s = seconds(f"{sample} {sample}")
+    seconds(f"{sample} {sample}")
     seconds(sample.split()[0])
     return ProbeResult(
         resident_bytes=resident_bytes,
@@ -123,7 +119,6 @@ def _measure(kind: str, model_path: Path, *, threads: int) -> ProbeResult:
         warmup_s=warmup_s,
         sample_rate=voice.sample_rate,
         audio_s=audio_s,
-        longer_s=longer_s,
     )
 
 
