@@ -380,9 +380,7 @@ class _LocalUpload:
             self._sink = open(staging, "wb")  # noqa: SIM115 - closed by commit or abort
 
     def write(self, chunk: bytes) -> None:
-        with _storage_errors("Writing to object storage failed."):
-            self._sink.write(chunk)
-        self.written += len(chunk)
+        self.written += _write_to(self._sink, chunk)
 
     def commit(self) -> None:
         with _storage_errors("Writing to object storage failed."):
@@ -410,9 +408,7 @@ class _RemoteUpload:
         self._done = False
 
     def write(self, chunk: bytes) -> None:
-        with _storage_errors("Writing to object storage failed."):
-            self._sink.write(chunk)
-        self.written += len(chunk)
+        self.written += _write_to(self._sink, chunk)
 
     def commit(self) -> None:
         with _storage_errors("Writing to object storage failed."):
@@ -423,6 +419,13 @@ class _RemoteUpload:
         if not self._done:
             self._done = True
             _abort_upload(self._sink, self._final)
+
+
+def _write_to(sink: Any, chunk: bytes) -> int:
+    """Write ``chunk`` to an upload's file; its length."""
+    with _storage_errors("Writing to object storage failed."):
+        sink.write(chunk)
+    return len(chunk)
 
 
 def _abort_upload(sink: Any, path: str) -> None:
