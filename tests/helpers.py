@@ -76,6 +76,23 @@ def _tail(log: Path) -> str:
         return f"(log unreadable: {error})"
 
 
+ERROR_MARKS = ('"level": "error"', '"level": "critical"', "Traceback", " ERROR ")
+ERRORS_QUOTED = 40
+"""How many of a service's error lines a failed test's report quotes."""
+
+
+def log_errors(log: Path) -> str:
+    """The last ``ERRORS_QUOTED`` lines of ``log`` that record an error (our JSON records
+    of level error, Python tracebacks, Ray's ERROR lines): a failed test's report quotes
+    them, so a CI failure shows the server's side of it."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError as error:
+        return f"(log unreadable: {error})"
+    marked = [line for line in lines if any(mark in line for mark in ERROR_MARKS)]
+    return "\n".join(marked[-ERRORS_QUOTED:]) or "(no errors logged)"
+
+
 def metric(client: httpx.Client, name: str) -> float:
     """The value of an unlabelled sample in the server's ``/metrics``."""
     for line in client.get("/metrics").text.splitlines():

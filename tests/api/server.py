@@ -70,6 +70,7 @@ class Server(KeyedService):
     port: int
     process: subprocess.Popen[bytes]
     env: dict[str, str]
+    log: Path
     keys: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -112,7 +113,7 @@ def start_server(home: Path, **settings: object) -> Server:
     log = home.parent / f"{home.name}-server.log"
     with log.open("wb") as sink:
         process = subprocess.Popen([*VOICEPOCKET, "serve"], env=env, stdout=sink, stderr=sink)
-    server = Server(home=home, port=port, process=process, env=env)
+    server = Server(home=home, port=port, process=process, env=env, log=log)
     try:
         wait_serving(
             process,

@@ -10,6 +10,7 @@ next round starts). Bases live under ``bases/{name}/``. Deleting a voice deletes
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from voicepocket.registry.repository import training_prefix
@@ -17,12 +18,20 @@ from voicepocket.store import ObjectStore
 
 
 def download(objects: ObjectStore, key: str, target: Path) -> Path:
-    """Copy object ``key`` to ``target`` (written aside, then renamed into place)."""
+    """Copy object ``key`` to ``target`` (written aside under a name of its own, then
+    renamed into place: threads and processes fetching the same file never share a partial
+    one)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".part")
-    with partial.open("wb") as sink:
-        for block in objects.iter_bytes(key):
-            sink.write(block)
+    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.",
+                                     suffix=".part", delete=False) as sink:  # fmt: skip
+        partial = Path(sink.name)
+        try:
+            for block in objects.iter_bytes(key):
+                sink.write(block)
+        except BaseException:
+            sink.close()
+            partial.unlink(missing_ok=True)
+            raise
     partial.replace(target)
     return target
 
