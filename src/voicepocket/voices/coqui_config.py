@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,14 +100,14 @@ def check_coqui_config(raw: dict[str, Any]) -> None:
         )
     if raw.get("use_phonemes"):
         phonemizer = raw.get("phonemizer") or "espeak (coqui's default)"
-        if phonemizer not in PHONEMIZERS_AVAILABLE:
+        if not _one_of(phonemizer, PHONEMIZERS_AVAILABLE):
             raise _refuse(
                 f"This config uses phonemes (phonemizer {phonemizer!r}), which is not available "
                 "on this server; only character-based coqui configs (use_phonemes: false) "
                 "can be registered."
             )
     cleaner = raw.get("text_cleaner")
-    if cleaner is not None and cleaner not in CLEANERS:
+    if cleaner is not None and not _one_of(cleaner, CLEANERS):
         raise _refuse(
             f"Text cleaner {cleaner!r} is not supported (supported: {', '.join(CLEANERS)})."
         )
@@ -115,7 +116,7 @@ def check_coqui_config(raw: dict[str, Any]) -> None:
         if not isinstance(characters, dict):
             raise _refuse("characters must be an object.")
         character_class = characters.get("characters_class")
-        if character_class is not None and character_class not in CHARACTER_CLASSES:
+        if character_class is not None and not _one_of(character_class, CHARACTER_CLASSES):
             raise _refuse(f"Character class {character_class!r} is not supported.")
         if characters.get("vocab_dict"):
             raise _refuse("Vocabulary files (characters.vocab_dict) are not supported.")
@@ -139,6 +140,12 @@ def check_coqui_config(raw: dict[str, Any]) -> None:
         raise _refuse(
             f"audio.sample_rate must be an integer from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE}."
         )
+
+
+def _one_of(value: Any, names: Collection[str]) -> bool:
+    """Whether ``value`` is one of ``names`` (a config may hold a list or an object where a
+    name belongs: not hashable, and not a name either)."""
+    return isinstance(value, str) and value in names
 
 
 def _check_sizes(args: dict[str, Any], audio: dict[str, Any]) -> None:

@@ -55,6 +55,27 @@ def _espeak_symbols() -> frozenset[str]:
     return frozenset(c for c in chars if unicodedata.category(c).startswith(keep)) | {" "}
 
 
+@cache
+def _espeak_voices() -> frozenset[str]:
+    """The espeak-ng voices the bundled data has (``en-us``, ``de``, ...), lower-cased as
+    espeak matches them."""
+    return frozenset(p.name.lower() for p in (Path(ESPEAK_DATA_DIR) / "lang").rglob("*")
+                     if p.is_file())  # fmt: skip
+
+
+@cache
+def _espeak_variants() -> frozenset[str]:
+    """The voice variants (``+f3``) the bundled data has."""
+    return frozenset(p.name.lower() for p in (Path(ESPEAK_DATA_DIR) / "voices" / "!v").iterdir())
+
+
+def _known_espeak_voice(voice: object) -> bool:
+    if not isinstance(voice, str):
+        return False
+    name, _, variant = voice.lower().partition("+")
+    return name in _espeak_voices() and (not variant or variant in _espeak_variants())
+
+
 def read_config(config_path: Path) -> PiperConfig:
     """Parse and sanity-check a Piper voice config; ``InvalidVoiceFiles`` if it is not one."""
     try:
@@ -86,6 +107,13 @@ def _check_config(config: PiperConfig) -> None:
             "(supported: espeak, text).",
             param="config",
         )
+    if config.phoneme_type == PhonemeType.ESPEAK and not _known_espeak_voice(config.espeak_voice):
+        raise InvalidVoiceFiles(
+            f"espeak.voice {config.espeak_voice!r} is not one of the espeak-ng voices this "
+            "server has (such as en-us, en-gb, de, fr, es).", param="config",
+        )  # fmt: skip
+    if not _positive_int(config.num_symbols):
+        raise InvalidVoiceFiles("num_symbols must be a positive integer.", param="config")
     id_map = config.phoneme_id_map
     if not isinstance(id_map, dict) or not id_map:
         raise InvalidVoiceFiles("phoneme_id_map must be a non-empty object.", param="config")
@@ -98,7 +126,7 @@ def _check_config(config: PiperConfig) -> None:
                 f"phoneme_id_map entry {symbol!r} must map to ids below num_symbols.",
                 param="config",
             )
-    if not isinstance(config.num_speakers, int) or config.num_speakers < 1:
+    if not _positive_int(config.num_speakers):
         raise InvalidVoiceFiles("num_speakers must be a positive integer.", param="config")
     scales = {"length_scale": config.length_scale, "noise_scale": config.noise_scale,
               "noise_w": config.noise_w_scale}  # fmt: skip
@@ -108,6 +136,10 @@ def _check_config(config: PiperConfig) -> None:
             raise InvalidVoiceFiles(
                 f"inference.{name} must be a number from {low} to {high}.", param="config"
             )
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def check_voice_files(model_path: Path) -> PiperConfig:
