@@ -110,7 +110,7 @@ def _check_config(config: PiperConfig) -> None:
     if config.phoneme_type == PhonemeType.ESPEAK and not _known_espeak_voice(config.espeak_voice):
         raise InvalidVoiceFiles(
             f"espeak.voice {config.espeak_voice!r} is not one of the espeak-ng voices this "
-            "server has (such as en-us, en-gb, de, fr, es).", param="config",
+            "server has (such as en-us, en-gb-x-rp, de, fr, es).", param="config",
         )  # fmt: skip
     if not _positive_int(config.num_symbols):
         raise InvalidVoiceFiles("num_symbols must be a positive integer.", param="config")
