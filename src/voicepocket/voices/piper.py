@@ -56,24 +56,18 @@ def _espeak_symbols() -> frozenset[str]:
 
 
 @cache
-def _espeak_voices() -> frozenset[str]:
-    """The espeak-ng voices the bundled data has (``en-us``, ``de``, ...), lower-cased as
-    espeak matches them."""
-    return frozenset(p.name.lower() for p in (Path(ESPEAK_DATA_DIR) / "lang").rglob("*")
+def _espeak_names(folder: str) -> frozenset[str]:
+    """The file names under a folder of the bundled espeak-ng data, lower-cased as espeak
+    matches them: voices under ``lang`` (``en-us``, ``de``), variants under ``voices/!v``."""
+    return frozenset(p.name.lower() for p in (Path(ESPEAK_DATA_DIR) / folder).rglob("*")
                      if p.is_file())  # fmt: skip
-
-
-@cache
-def _espeak_variants() -> frozenset[str]:
-    """The voice variants (``+f3``) the bundled data has."""
-    return frozenset(p.name.lower() for p in (Path(ESPEAK_DATA_DIR) / "voices" / "!v").iterdir())
 
 
 def _known_espeak_voice(voice: object) -> bool:
     if not isinstance(voice, str):
         return False
     name, _, variant = voice.lower().partition("+")
-    return name in _espeak_voices() and (not variant or variant in _espeak_variants())
+    return name in _espeak_names("lang") and (not variant or variant in _espeak_names("voices/!v"))
 
 
 def read_config(config_path: Path) -> PiperConfig:
